@@ -1,0 +1,308 @@
+//! The one error type of evstream, and the events a connection reports.
+//!
+//! Every fallible call returns [`Error`]. It is `Clone` because one failure of a
+//! connection is reported to several parties at once (the `event_cb`, every
+//! pending stream operation, later reads), and it converts into
+//! [`std::io::Error`] with the [`ErrorKind`](std::io::ErrorKind) a std or
+//! futures consumer expects, so it passes unchanged through `Read`/`Write`.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// A specialised `Result` whose error is evstream's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which direction of a connection an idle timeout was counting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Waiting for bytes from the peer.
+    Read,
+    /// Waiting for the kernel to accept queued output.
+    Write,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Read => "read",
+            Direction::Write => "write",
+        })
+    }
+}
+
+/// What ran out of time, in [`Error::TimedOut`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeoutKind {
+    /// Connection setup (resolution and every connect attempt) took longer
+    /// than the connect timeout.
+    Connect,
+    /// No byte arrived within the read timeout while the loop was waiting.
+    Read,
+    /// The kernel accepted no queued byte within the write timeout.
+    Write,
+}
+
+impl From<Direction> for TimeoutKind {
+    fn from(direction: Direction) -> Self {
+        match direction {
+            Direction::Read => TimeoutKind::Read,
+            Direction::Write => TimeoutKind::Write,
+        }
+    }
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Connect => "connect",
+            TimeoutKind::Read => "read",
+            TimeoutKind::Write => "write",
+        })
+    }
+}
+
+/// Which configured limit [`Error::LimitExceeded`] refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// The output buffer's `max_buffer_size`.
+    OutputBuffer,
+    /// The input buffer's `max_buffer_size`.
+    InputBuffer,
+    /// A line or frame longer than the reader's `max_bytes`.
+    FrameLength,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::OutputBuffer => "output buffer",
+            Limit::InputBuffer => "input buffer",
+            Limit::FrameLength => "frame length",
+        })
+    }
+}
+
+/// Everything that can go wrong in evstream.
+///
+/// The variants are meant to be matched: a refused connection, a reset, a
+/// timeout and a closed connection are different situations for a caller.
+/// Converting into [`std::io::Error`] keeps the variant (it can be recovered
+/// with [`Error::from`] or `get_ref().downcast_ref::<Error>()`) and picks the
+/// matching [`io::ErrorKind`]:
+///
+/// | variant | `io::ErrorKind` |
+/// |---|---|
+/// | `Refused` | `ConnectionRefused` |
+/// | `Reset` | `ConnectionReset` |
+/// | `TimedOut` | `TimedOut` |
+/// | `Closed` | `NotConnected` |
+/// | `WriteClosed` | `BrokenPipe` |
+/// | `LimitExceeded`, `InvalidData` | `InvalidData` |
+/// | `Resolve` | `NotFound` |
+/// | `InvalidInput` | `InvalidInput` |
+/// | `WouldDeadlock` | `Deadlock` |
+/// | `CallbackPanicked` | `Other` |
+/// | `Io` | the wrapped error's kind |
+///
+/// # Examples
+///
+/// ```
+/// use evstream::Error;
+///
+/// let io: std::io::Error = Error::Reset.into();
+/// assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+/// assert!(matches!(Error::from(io), Error::Reset));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer refused the connection (no listener at that address).
+    #[error("connection refused")]
+    Refused,
+    /// The peer reset the connection.
+    #[error("connection reset by peer")]
+    Reset,
+    /// Connection setup, or an idle read or write, took too long.
+    #[error("{0} timed out")]
+    TimedOut(TimeoutKind),
+    /// The connection was closed (by `close()`, `abort()` or a failure)
+    /// before or during this operation.
+    #[error("connection closed")]
+    Closed,
+    /// The write side was already shut down (`shutdown_write()` or
+    /// `poll_close`), so no more bytes can be queued.
+    #[error("write side of the connection is shut down")]
+    WriteClosed,
+    /// A configured limit would be exceeded; nothing was appended.
+    #[error("{what} limit of {limit} bytes exceeded")]
+    LimitExceeded {
+        /// Which limit.
+        what: Limit,
+        /// Its configured value in bytes.
+        limit: usize,
+    },
+    /// The host name could not be resolved, or resolved to no address.
+    #[error("could not resolve {host:?}: {reason}")]
+    Resolve {
+        /// The name that was looked up.
+        host: String,
+        /// What the resolver said.
+        reason: String,
+    },
+    /// The peer sent something that cannot be decoded.
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+    /// The caller passed a value or configuration that cannot work.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A blocking call was made on the event loop's own thread, where waiting
+    /// would stop the loop that has to deliver the bytes.
+    #[error("blocking call on the event loop thread would deadlock")]
+    WouldDeadlock,
+    /// A user callback panicked; the connection it ran for was closed.
+    #[error("a callback panicked: {0}")]
+    CallbackPanicked(String),
+    /// Any other operating-system error.
+    #[error("I/O error: {0}")]
+    Io(#[source] Arc<io::Error>),
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this error converts to.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Refused => io::ErrorKind::ConnectionRefused,
+            Error::Reset => io::ErrorKind::ConnectionReset,
+            Error::TimedOut(_) => io::ErrorKind::TimedOut,
+            Error::Closed => io::ErrorKind::NotConnected,
+            Error::WriteClosed => io::ErrorKind::BrokenPipe,
+            Error::LimitExceeded { .. } | Error::InvalidData(_) => io::ErrorKind::InvalidData,
+            Error::Resolve { .. } => io::ErrorKind::NotFound,
+            Error::InvalidInput(_) => io::ErrorKind::InvalidInput,
+            Error::WouldDeadlock => io::ErrorKind::Deadlock,
+            Error::CallbackPanicked(_) => io::ErrorKind::Other,
+            Error::Io(err) => err.kind(),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    /// Maps an OS error to the matching variant; an `io::Error` that was made
+    /// from an evstream `Error` gives that `Error` back.
+    fn from(err: io::Error) -> Self {
+        if let Some(inner) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+            return inner.clone();
+        }
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => Error::Refused,
+            io::ErrorKind::ConnectionReset => Error::Reset,
+            _ => Error::Io(Arc::new(err)),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> Self {
+        io::Error::new(err.kind(), err)
+    }
+}
+
+/// Something that happened to a connection, delivered to its `event_cb` on
+/// the loop thread.
+///
+/// Every connection gets exactly one [`Event::Closed`], last, when the loop
+/// releases its socket, whatever the reason.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// The connection is established (also passed to `connect_cb`).
+    Connected,
+    /// The peer shut down its write side. Buffered input stays readable and
+    /// this side may go on writing until it closes.
+    Eof,
+    /// An idle timeout expired while that direction was waiting. The
+    /// connection stays open; close it from the callback if that is the
+    /// policy you want. The timeout is re-armed by the next progress.
+    Timeout(Direction),
+    /// The connection failed. The socket is released right after this event;
+    /// bytes already in the input buffer stay readable.
+    Error(Error),
+    /// The loop released the socket. No callback runs for this connection
+    /// after this one.
+    Closed,
+}
+
+impl Event {
+    /// The error carried by [`Event::Error`], if this is one.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Event::Error(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_the_documented_io_kind() {
+        let cases = [
+            (Error::Refused, io::ErrorKind::ConnectionRefused),
+            (Error::Reset, io::ErrorKind::ConnectionReset),
+            (Error::TimedOut(TimeoutKind::Read), io::ErrorKind::TimedOut),
+            (Error::Closed, io::ErrorKind::NotConnected),
+            (Error::WriteClosed, io::ErrorKind::BrokenPipe),
+            (
+                Error::LimitExceeded {
+                    what: Limit::InputBuffer,
+                    limit: 1,
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                Error::Resolve {
+                    host: "x".into(),
+                    reason: "y".into(),
+                },
+                io::ErrorKind::NotFound,
+            ),
+            (Error::InvalidData("x".into()), io::ErrorKind::InvalidData),
+            (Error::InvalidInput("x".into()), io::ErrorKind::InvalidInput),
+            (Error::WouldDeadlock, io::ErrorKind::Deadlock),
+            (Error::CallbackPanicked("x".into()), io::ErrorKind::Other),
+        ];
+        for (err, kind) in cases {
+            let io: io::Error = err.clone().into();
+            assert_eq!(io.kind(), kind, "{err}");
+            // The variant survives the round trip through io::Error.
+            assert_eq!(Error::from(io).to_string(), err.to_string());
+        }
+    }
+
+    #[test]
+    fn os_errors_map_to_matchable_variants() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(matches!(Error::from(refused), Error::Refused));
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(matches!(Error::from(reset), Error::Reset));
+        let other = io::Error::from(io::ErrorKind::PermissionDenied);
+        let err = Error::from(other);
+        assert!(matches!(err, Error::Io(_)));
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn limit_error_names_the_limit() {
+        let err = Error::LimitExceeded {
+            what: Limit::OutputBuffer,
+            limit: 4096,
+        };
+        assert_eq!(
+            err.to_string(),
+            "output buffer limit of 4096 bytes exceeded"
+        );
+    }
+}

@@ -1,0 +1,938 @@
+//! The loop-thread half of a connection: connecting, reading, flushing,
+//! timeouts, closing, and running the callbacks.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    lock, wake_all, Callbacks, Conn, Socket, WriteState, REQ_ABORT, REQ_CLOSE, REQ_FLUSH,
+    REQ_RESOLVED, REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB, REQ_WRITE_FAILED,
+};
+use crate::error::{Direction, Error, Event, TimeoutKind};
+use crate::event_loop::{panic_message, Core, Registration, Source, Step};
+
+const TOKEN_READ: u64 = 1;
+const TOKEN_WRITE: u64 = 2;
+const TOKEN_CONNECT: u64 = 3;
+const TOKEN_LINGER: u64 = 4;
+
+/// The smallest read block; connections that only ever see small messages
+/// stay at this size, so thousands of idle connections cost little memory.
+const MIN_READ_BLOCK: usize = 2 * 1024;
+
+/// How many bytes one readiness event may read before the loop moves on to
+/// other connections (the rest is read on the next turn).
+const READ_BUDGET: usize = 1024 * 1024;
+
+/// How many chunks one vectored write hands the kernel at most.
+const MAX_IOVECS: usize = 64;
+
+/// Where a new connection goes.
+pub(crate) enum Target {
+    /// Already resolved addresses, tried in order.
+    Addrs(Vec<SocketAddr>),
+    /// Being resolved off the loop thread; the result arrives through
+    /// `Conn::set_resolved`.
+    Resolving,
+    /// Accepted by a server: already connected.
+    Accepted(TcpStream),
+}
+
+enum Phase {
+    /// Created; starts on the first wake, once it has its key.
+    New(Option<Target>),
+    Resolving,
+    Connecting {
+        addrs: Vec<SocketAddr>,
+        next: usize,
+        last_error: Option<Error>,
+    },
+    Open,
+    /// FIN sent after a graceful close; waiting for the peer's FIN.
+    Lingering,
+}
+
+/// Reads go into the initialised tail of a `BytesMut` block; what was read
+/// is split off and frozen, so a read costs no allocation until the block
+/// is used up. The block size adapts: it doubles while reads fill it and
+/// halves when they are small.
+struct ReadBlock {
+    block: BytesMut,
+    filled: usize,
+    next_size: usize,
+    max_size: usize,
+}
+
+impl ReadBlock {
+    fn new(max_size: usize) -> Self {
+        ReadBlock {
+            block: BytesMut::new(),
+            filled: 0,
+            next_size: MIN_READ_BLOCK.min(max_size),
+            max_size,
+        }
+    }
+
+    /// A slice of at most `want` bytes to read into; moves bytes read so far
+    /// into `done` if the block has to be replaced.
+    fn prepare(&mut self, want: usize, done: &mut Vec<Bytes>) -> &mut [u8] {
+        let available = self.block.len() - self.filled;
+        if available < want.min(MIN_READ_BLOCK) {
+            if self.filled > 0 {
+                done.push(self.block.split_to(self.filled).freeze());
+                self.filled = 0;
+            }
+            let size = self
+                .next_size
+                .max(want.min(self.max_size))
+                .max(MIN_READ_BLOCK);
+            self.block = BytesMut::zeroed(size);
+        }
+        let end = self.block.len().min(self.filled + want);
+        &mut self.block[self.filled..end]
+    }
+
+    /// Records `n` bytes read into a slice of `asked` bytes.
+    fn commit(&mut self, n: usize, asked: usize) {
+        self.filled += n;
+        if n == asked {
+            self.next_size = (self.next_size * 2).min(self.max_size);
+        } else if n < self.next_size / 8 {
+            self.next_size = (self.next_size / 2).max(MIN_READ_BLOCK);
+        }
+    }
+
+    fn finish(&mut self, done: &mut Vec<Bytes>) {
+        if self.filled > 0 {
+            done.push(self.block.split_to(self.filled).freeze());
+            self.filled = 0;
+        }
+    }
+}
+
+/// What one pass over the socket produced, to be reported in order once the
+/// state is settled.
+#[derive(Default)]
+struct Outcome {
+    connected: bool,
+    chunks: Vec<Bytes>,
+    notify: bool,
+    write_cb: bool,
+    eof: bool,
+    timeouts: Vec<Direction>,
+    error: Option<Error>,
+}
+
+pub(crate) struct Driver {
+    conn: Arc<Conn>,
+    callbacks: Callbacks,
+    phase: Phase,
+    registration: Option<Registration<TcpStream>>,
+    read_block: ReadBlock,
+    // Reused between events so delivering chunks allocates nothing.
+    scratch: Vec<Bytes>,
+    outcome: Outcome,
+    // A handle for callbacks, kept only when the lifetime is explicit (a
+    // kept handle would otherwise stop "last handle dropped" from closing).
+    socket: Option<Socket>,
+    eof: bool,
+    closing: bool,
+    released: bool,
+    suspended: bool,
+    read_more: bool,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    last_read: Instant,
+    last_write: Instant,
+    read_was_waiting: bool,
+    write_was_waiting: bool,
+    read_timer_armed: bool,
+    write_timer_armed: bool,
+    read_timed_out: bool,
+    write_timed_out: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(conn: Arc<Conn>, callbacks: Callbacks, target: Target, now: Instant) -> Self {
+        let (read_timeout, write_timeout) = *lock(&conn.timeouts);
+        let socket = conn
+            .lifetime_is_explicit
+            .then(|| Socket::from_conn(conn.clone()));
+        Driver {
+            read_block: ReadBlock::new(conn.config.read_chunk_size),
+            conn,
+            callbacks,
+            phase: Phase::New(Some(target)),
+            registration: None,
+            scratch: Vec::new(),
+            outcome: Outcome::default(),
+            socket,
+            eof: false,
+            closing: false,
+            released: false,
+            suspended: false,
+            read_more: false,
+            read_timeout,
+            write_timeout,
+            last_read: now,
+            last_write: now,
+            read_was_waiting: false,
+            write_was_waiting: false,
+            read_timer_armed: false,
+            write_timer_armed: false,
+            read_timed_out: false,
+            write_timed_out: false,
+        }
+    }
+
+    /// Registers the driver in `core` and starts it.
+    pub(crate) fn spawn(core: &mut Core, conn: Arc<Conn>, callbacks: Callbacks, target: Target) {
+        let key = core.reserve_key();
+        conn.key.store(key, Ordering::Release);
+        let driver = Driver::new(conn, callbacks, target, core.now());
+        core.fill(key, Box::new(driver));
+    }
+
+    fn start(&mut self, core: &mut Core, key: usize, target: Target) {
+        match target {
+            Target::Accepted(stream) => {
+                if self.conn.config.nodelay {
+                    // Best effort: a socket that refuses it still works.
+                    let _ = stream.set_nodelay(true);
+                }
+                match Registration::new(core.poller(), Arc::new(stream), key) {
+                    Ok(registration) => {
+                        self.registration = Some(registration);
+                        self.open(core);
+                    }
+                    Err(err) => self.fail(Error::from(err)),
+                }
+            }
+            Target::Addrs(addrs) => {
+                self.arm_connect_timer(core, key);
+                self.phase = Phase::Connecting {
+                    addrs,
+                    next: 0,
+                    last_error: None,
+                };
+                self.try_next_address(core, key);
+            }
+            Target::Resolving => {
+                self.arm_connect_timer(core, key);
+                self.phase = Phase::Resolving;
+            }
+        }
+    }
+
+    fn arm_connect_timer(&mut self, core: &mut Core, key: usize) {
+        let deadline = core.now() + self.conn.config.connect_timeout;
+        core.add_timer(deadline, key, TOKEN_CONNECT);
+    }
+
+    /// Starts a non-blocking connect to the next address; fails the
+    /// connection with the last error once every address has been tried.
+    fn try_next_address(&mut self, core: &mut Core, key: usize) {
+        self.registration = None;
+        loop {
+            let Phase::Connecting {
+                addrs,
+                next,
+                last_error,
+            } = &mut self.phase
+            else {
+                return;
+            };
+            let Some(&addr) = addrs.get(*next) else {
+                let err = last_error.take().unwrap_or(Error::Refused);
+                self.fail(err);
+                return;
+            };
+            *next += 1;
+            let attempt = connect_nonblocking(addr, &self.conn.config)
+                .and_then(|stream| Registration::new(core.poller(), Arc::new(stream), key));
+            match attempt {
+                Ok(registration) => {
+                    self.registration = Some(registration);
+                    return;
+                }
+                Err(err) => *last_error = Some(Error::from(err)),
+            }
+        }
+    }
+
+    /// Called on readiness while connecting: finishes the attempt or moves
+    /// on to the next address.
+    fn check_connect(&mut self, core: &mut Core, key: usize) {
+        let Some(registration) = &self.registration else {
+            return;
+        };
+        let stream = registration.source();
+        let failure = match stream.take_error() {
+            Ok(Some(err)) | Err(err) => Some(err),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => None,
+                // Not connected yet: a spurious wake-up.
+                Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
+                Err(err) => Some(err),
+            },
+        };
+        match failure {
+            None => self.open(core),
+            Some(err) => {
+                if let Phase::Connecting { last_error, .. } = &mut self.phase {
+                    *last_error = Some(Error::from(err));
+                }
+                self.try_next_address(core, key);
+            }
+        }
+    }
+
+    /// The socket is connected: publish it and send what was queued.
+    fn open(&mut self, core: &mut Core) {
+        let Some(registration) = &self.registration else {
+            return;
+        };
+        let stream = registration.source().clone();
+        if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {
+            let _ = self.conn.addrs.set((local, peer));
+        }
+        {
+            let mut out = lock(&self.conn.output);
+            out.stream = Some(stream);
+            if out.state == WriteState::Connecting {
+                out.state = WriteState::Open;
+            }
+        }
+        self.phase = Phase::Open;
+        self.last_read = core.now();
+        self.last_write = core.now();
+        self.outcome.connected = true;
+        if self.closing {
+            self.begin_close(core);
+        } else {
+            self.flush(core);
+        }
+    }
+
+    fn stream(&self) -> Option<Arc<TcpStream>> {
+        self.registration.as_ref().map(|r| r.source().clone())
+    }
+
+    /// Hands queued output to the kernel until it is empty or the kernel
+    /// refuses more; sends FIN once empty if a shutdown was asked for.
+    fn flush(&mut self, core: &mut Core) {
+        let Some(stream) = self.stream() else {
+            return;
+        };
+        let mut error = None;
+        let (before, after, wakers) = {
+            let mut out = lock(&self.conn.output);
+            out.flush_queued = false;
+            if !matches!(out.state, WriteState::Open | WriteState::ShutdownQueued) {
+                return;
+            }
+            let before = out.buf.len();
+            while !out.buf.is_empty() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = out.buf.fill_io_slices(&mut slices);
+                match (&*stream).write_vectored(&slices[..count]) {
+                    Ok(0) => {
+                        error = Some(Error::from(io::Error::from(io::ErrorKind::WriteZero)));
+                        break;
+                    }
+                    Ok(n) => out.buf.drain(n),
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) => {
+                        error = Some(Error::from(err));
+                        break;
+                    }
+                }
+            }
+            let after = out.buf.len();
+            out.awaiting_writable = after > 0;
+            let mut changed = after < before;
+            if error.is_none() && after == 0 && out.state == WriteState::ShutdownQueued {
+                match stream.shutdown(Shutdown::Write) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
+                    Err(err) => error = Some(Error::from(err)),
+                }
+                out.state = WriteState::Shutdown;
+                changed = true;
+            }
+            let wakers = if changed {
+                out.take_wakers()
+            } else {
+                Vec::new()
+            };
+            (before, after, wakers)
+        };
+        wake_all(wakers);
+        if after < before {
+            self.last_write = core.now();
+            self.write_timed_out = false;
+            if self.callbacks.write.is_some()
+                && before > self.conn.config.write_low_watermark
+                && after <= self.conn.config.write_low_watermark
+            {
+                self.outcome.write_cb = true;
+            }
+        }
+        if let Some(err) = error {
+            self.fail(err);
+        }
+    }
+
+    /// Reads the socket until it would block, the input reaches its high
+    /// watermark, or this event's budget is spent.
+    fn read(&mut self, core: &mut Core) {
+        if self.eof || self.released || !matches!(self.phase, Phase::Open | Phase::Lingering) {
+            return;
+        }
+        let Some(stream) = self.stream() else {
+            return;
+        };
+        let discard = self.closing;
+        let drain = self.callbacks.read.is_some() && !self.conn.config.dont_drain;
+        if !discard && self.conn.user_paused.load(Ordering::Acquire) {
+            return;
+        }
+        let limited = !discard && !drain;
+        let limit = self.conn.config.input_limit();
+        let mut space = if limited {
+            limit.saturating_sub(lock(&self.conn.input).buf.len())
+        } else {
+            usize::MAX
+        };
+        let chunk_size = self.conn.config.read_chunk_size;
+        let mut done = std::mem::take(&mut self.scratch);
+        let mut total = 0;
+        let mut eof = false;
+        let mut error = None;
+        let mut hit_limit = false;
+        loop {
+            if space == 0 {
+                hit_limit = true;
+                break;
+            }
+            if total >= READ_BUDGET {
+                self.read_more = true;
+                break;
+            }
+            let dst = self.read_block.prepare(space.min(chunk_size), &mut done);
+            let asked = dst.len();
+            match (&*stream).read(dst) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.read_block.commit(n, asked);
+                    total += n;
+                    if limited {
+                        space -= n;
+                    }
+                    // Edge-triggered: a short read proves the kernel queue
+                    // is empty, and new data will raise a new edge.
+                    if n < asked {
+                        break;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    error = Some(Error::from(err));
+                    break;
+                }
+            }
+        }
+        self.read_block.finish(&mut done);
+        if total > 0 {
+            self.last_read = core.now();
+            self.read_timed_out = false;
+        }
+        if discard {
+            done.clear();
+        } else if drain {
+            self.outcome.chunks.append(&mut done);
+        } else {
+            let (wakers, len) = {
+                let mut input = lock(&self.conn.input);
+                for chunk in done.drain(..) {
+                    input.buf.push(chunk);
+                }
+                if hit_limit {
+                    if input.buf.len() >= limit {
+                        input.suspended = true;
+                        self.suspended = true;
+                    } else {
+                        // A reader drained it meanwhile: keep reading.
+                        self.read_more = true;
+                    }
+                }
+                if eof {
+                    input.eof = true;
+                }
+                let wakers = if total > 0 || eof {
+                    input.take_wakers()
+                } else {
+                    Vec::new()
+                };
+                (wakers, input.buf.len())
+            };
+            wake_all(wakers);
+            if total > 0 && len >= self.conn.config.read_low_watermark {
+                self.outcome.notify = true;
+            }
+        }
+        self.scratch = done;
+        if eof {
+            self.eof = true;
+            if !discard {
+                self.outcome.eof = true;
+            }
+        }
+        if let Some(err) = error {
+            self.fail(err);
+        }
+    }
+
+    /// Starts (or continues) a graceful close: flush, FIN, linger, release.
+    fn begin_close(&mut self, core: &mut Core) {
+        self.closing = true;
+        let wakers = {
+            let mut input = lock(&self.conn.input);
+            input.closed = true;
+            input.take_wakers()
+        };
+        wake_all(wakers);
+        if !matches!(self.phase, Phase::Open) {
+            return;
+        }
+        {
+            let mut out = lock(&self.conn.output);
+            if out.state == WriteState::Open {
+                out.state = WriteState::ShutdownQueued;
+            }
+        }
+        self.flush(core);
+        // Discard what the peer sends meanwhile, so it is never blocked
+        // writing to us while we wait for it to read.
+        self.read(core);
+    }
+
+    fn handle_requests(&mut self, core: &mut Core, key: usize, bits: u32) {
+        if bits & REQ_RESOLVED != 0 && matches!(self.phase, Phase::Resolving) {
+            let resolved = lock(&self.conn.resolved).take();
+            match resolved {
+                Some(Ok(addrs)) => {
+                    self.phase = Phase::Connecting {
+                        addrs,
+                        next: 0,
+                        last_error: None,
+                    };
+                    self.try_next_address(core, key);
+                }
+                Some(Err(err)) => self.fail(err),
+                None => {}
+            }
+        }
+        if bits & REQ_ABORT != 0 {
+            self.release(None, true);
+            return;
+        }
+        if bits & REQ_WRITE_FAILED != 0 {
+            let err = lock(&self.conn.output).error.clone();
+            if let Some(err) = err {
+                self.fail(err);
+                return;
+            }
+        }
+        if bits & REQ_TIMERS != 0 {
+            let (read, write) = *lock(&self.conn.timeouts);
+            self.read_timeout = read;
+            self.write_timeout = write;
+            self.read_timed_out = false;
+            self.write_timed_out = false;
+            self.last_read = core.now();
+            self.last_write = core.now();
+        }
+        if bits & REQ_CLOSE != 0 && !self.closing {
+            self.begin_close(core);
+        }
+        if bits & (REQ_FLUSH | REQ_SHUTDOWN) != 0 {
+            self.flush(core);
+        }
+        if bits & REQ_RESUME != 0 {
+            self.suspended = false;
+            self.read(core);
+        }
+        if bits & REQ_WRITE_CB != 0 {
+            self.outcome.write_cb = true;
+        }
+    }
+
+    fn on_timer_token(&mut self, core: &mut Core, token: u64) {
+        let now = core.now();
+        match token {
+            TOKEN_CONNECT => {
+                if matches!(self.phase, Phase::Resolving | Phase::Connecting { .. }) {
+                    self.fail(Error::TimedOut(TimeoutKind::Connect));
+                }
+            }
+            TOKEN_LINGER => {
+                if matches!(self.phase, Phase::Lingering) {
+                    self.release(None, false);
+                }
+            }
+            TOKEN_READ => {
+                self.read_timer_armed = false;
+                if let Some(timeout) = self.read_timeout {
+                    if self.read_was_waiting
+                        && !self.read_timed_out
+                        && now >= self.last_read + timeout
+                    {
+                        self.read_timed_out = true;
+                        self.outcome.timeouts.push(Direction::Read);
+                        let wakers = {
+                            let mut input = lock(&self.conn.input);
+                            input.timed_out = true;
+                            input.take_wakers()
+                        };
+                        wake_all(wakers);
+                    }
+                }
+            }
+            TOKEN_WRITE => {
+                self.write_timer_armed = false;
+                if let Some(timeout) = self.write_timeout {
+                    if self.write_was_waiting
+                        && !self.write_timed_out
+                        && now >= self.last_write + timeout
+                    {
+                        self.write_timed_out = true;
+                        self.outcome.timeouts.push(Direction::Write);
+                        let wakers = {
+                            let mut out = lock(&self.conn.output);
+                            out.timed_out = true;
+                            out.take_wakers()
+                        };
+                        wake_all(wakers);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Arms the idle timers of the directions that are waiting.
+    fn update_timers(&mut self, core: &mut Core, key: usize) {
+        let now = core.now();
+        let open = matches!(self.phase, Phase::Open);
+        let read_waiting = open
+            && !self.eof
+            && !self.closing
+            && !self.suspended
+            && !self.conn.user_paused.load(Ordering::Acquire);
+        if read_waiting && !self.read_was_waiting {
+            self.last_read = now;
+        }
+        self.read_was_waiting = read_waiting;
+        if let Some(timeout) = self.read_timeout {
+            if read_waiting && !self.read_timer_armed && !self.read_timed_out {
+                core.add_timer(self.last_read + timeout, key, TOKEN_READ);
+                self.read_timer_armed = true;
+            }
+        }
+        let write_waiting = self.write_timeout.is_some()
+            && matches!(self.phase, Phase::Open | Phase::Lingering)
+            && !lock(&self.conn.output).buf.is_empty();
+        if write_waiting && !self.write_was_waiting {
+            self.last_write = now;
+        }
+        self.write_was_waiting = write_waiting;
+        if let Some(timeout) = self.write_timeout {
+            if write_waiting && !self.write_timer_armed && !self.write_timed_out {
+                core.add_timer(self.last_write + timeout, key, TOKEN_WRITE);
+                self.write_timer_armed = true;
+            }
+        }
+    }
+
+    /// Ends the connection with an error.
+    fn fail(&mut self, err: Error) {
+        self.release(Some(err), false);
+    }
+
+    /// Releases the socket: deregisters it, closes it (with a reset when
+    /// aborting), and marks both buffers finished. Buffered input stays.
+    fn release(&mut self, error: Option<Error>, abort: bool) {
+        if self.released {
+            return;
+        }
+        self.released = true;
+        if abort {
+            if let Some(registration) = &self.registration {
+                let _ = socket2::SockRef::from(&**registration.source())
+                    .set_linger(Some(Duration::ZERO));
+            }
+        }
+        // Deleting the registration first keeps the descriptor open until
+        // the poller has forgotten it; the last `Arc` closes it below.
+        self.registration = None;
+        let out_wakers = {
+            let mut out = lock(&self.conn.output);
+            out.state = WriteState::Closed;
+            out.stream = None;
+            if abort {
+                out.buf.clear();
+            }
+            if let Some(err) = &error {
+                out.error.get_or_insert_with(|| err.clone());
+            }
+            out.take_wakers()
+        };
+        let in_wakers = {
+            let mut input = lock(&self.conn.input);
+            input.closed = true;
+            if let Some(err) = &error {
+                input.error.get_or_insert_with(|| err.clone());
+            }
+            input.take_wakers()
+        };
+        self.conn.closed.store(true, Ordering::Release);
+        self.conn.key.store(super::UNREGISTERED, Ordering::Release);
+        wake_all(out_wakers);
+        wake_all(in_wakers);
+        self.outcome.error = error;
+    }
+
+    /// Releases the connection once both directions are done.
+    fn check_finished(&mut self, core: &mut Core, key: usize) {
+        if self.released || !matches!(self.phase, Phase::Open | Phase::Lingering) {
+            return;
+        }
+        let write_done = {
+            let out = lock(&self.conn.output);
+            out.state == WriteState::Shutdown && out.buf.is_empty()
+        };
+        if !write_done {
+            return;
+        }
+        if self.eof {
+            self.release(None, false);
+        } else if self.closing && matches!(self.phase, Phase::Open) {
+            self.phase = Phase::Lingering;
+            core.add_timer(
+                core.now() + self.conn.config.close_linger,
+                key,
+                TOKEN_LINGER,
+            );
+            self.read(core);
+            if self.eof {
+                self.release(None, false);
+            }
+        }
+    }
+
+    fn callback_socket(&self) -> Socket {
+        match &self.socket {
+            Some(socket) => socket.clone(),
+            None => Socket::from_conn(self.conn.clone()),
+        }
+    }
+
+    /// Runs the callbacks for everything that happened, in order. A panic
+    /// in one of them ends the connection with `CallbackPanicked`.
+    fn report(&mut self) {
+        if !self.has_something_to_report() {
+            return;
+        }
+        let socket = self.callback_socket();
+        let outcome = std::mem::take(&mut self.outcome);
+        let callbacks = self.callbacks.clone();
+        let mut panicked: Option<String> = None;
+        let run = |panicked: &mut Option<String>, result: Result<(), String>| {
+            if let Err(message) = result {
+                panicked.get_or_insert(message);
+            }
+        };
+        if outcome.connected {
+            if let Some(cb) = &callbacks.connect {
+                run(&mut panicked, invoke(cb, |f| f(&socket)));
+            }
+            if let Some(cb) = &callbacks.event {
+                run(&mut panicked, invoke(cb, |f| f(&socket, Event::Connected)));
+            }
+        }
+        if let Some(cb) = &callbacks.read {
+            for chunk in outcome.chunks {
+                if panicked.is_some() {
+                    break;
+                }
+                run(&mut panicked, invoke(cb, |f| f(&socket, chunk)));
+            }
+        }
+        if outcome.notify && panicked.is_none() {
+            if let Some(cb) = &callbacks.notify {
+                run(&mut panicked, invoke(cb, |f| f(&socket)));
+            }
+        }
+        if outcome.write_cb && panicked.is_none() {
+            if let Some(cb) = &callbacks.write {
+                run(&mut panicked, invoke(cb, |f| f(&socket)));
+            }
+        }
+        if let Some(cb) = &callbacks.event {
+            if outcome.eof && panicked.is_none() {
+                run(&mut panicked, invoke(cb, |f| f(&socket, Event::Eof)));
+            }
+            for direction in outcome.timeouts {
+                if panicked.is_none() {
+                    run(
+                        &mut panicked,
+                        invoke(cb, |f| f(&socket, Event::Timeout(direction))),
+                    );
+                }
+            }
+        }
+        if let Some(message) = panicked {
+            self.fail(Error::CallbackPanicked(message));
+        }
+        // Failure events are reported last, by `report_release`.
+        if let Some(err) = outcome.error {
+            self.outcome.error.get_or_insert(err);
+        }
+    }
+
+    fn has_something_to_report(&self) -> bool {
+        let o = &self.outcome;
+        o.connected
+            || !o.chunks.is_empty()
+            || o.notify
+            || o.write_cb
+            || o.eof
+            || !o.timeouts.is_empty()
+    }
+
+    /// The last callbacks of a released connection: its error, then
+    /// `Closed`. Panics here have nowhere left to go and are dropped.
+    fn report_release(&mut self) {
+        let error = self.outcome.error.take();
+        self.outcome = Outcome::default();
+        let Some(cb) = self.callbacks.event.clone() else {
+            return;
+        };
+        let socket = self.callback_socket();
+        if let Some(err) = error {
+            let _ = invoke(&cb, |f| f(&socket, Event::Error(err)));
+        }
+        let _ = invoke(&cb, |f| f(&socket, Event::Closed));
+    }
+
+    /// Reports what happened, releases a finished connection, re-arms
+    /// timers: the common tail of every entry point.
+    fn settle(&mut self, core: &mut Core, key: usize) -> Step {
+        self.report();
+        if !self.released {
+            self.check_finished(core, key);
+            self.report();
+        }
+        if self.released {
+            self.report_release();
+            self.socket = None;
+            return Step::Remove;
+        }
+        if self.read_more {
+            // `on_wake` sees the flag and reads again, after the other
+            // sources that were ready on this turn.
+            core.wake_later(key);
+        }
+        self.update_timers(core, key);
+        Step::Keep
+    }
+}
+
+fn invoke<F: ?Sized>(cb: &super::Shared<F>, call: impl FnOnce(&mut F)) -> Result<(), String> {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut f = lock(cb);
+        call(&mut f);
+    }))
+    .map_err(|payload| panic_message(&*payload))
+}
+
+/// Creates a non-blocking socket and starts connecting it to `addr`.
+fn connect_nonblocking(addr: SocketAddr, config: &super::Config) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Type};
+    let socket =
+        socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    if config.nodelay {
+        socket.set_tcp_nodelay(true)?;
+    }
+    if let Some(bind) = config.bind {
+        socket.bind(&bind.into())?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(err)
+            if err.raw_os_error() == Some(libc::EINPROGRESS)
+                || err.kind() == io::ErrorKind::WouldBlock => {}
+        Err(err) => return Err(err),
+    }
+    Ok(TcpStream::from(socket))
+}
+
+impl Source for Driver {
+    fn on_ready(&mut self, core: &mut Core, key: usize, readable: bool, writable: bool) -> Step {
+        match self.phase {
+            Phase::Connecting { .. } => self.check_connect(core, key),
+            Phase::Open | Phase::Lingering => {
+                if writable {
+                    self.flush(core);
+                }
+                if readable {
+                    self.read(core);
+                }
+            }
+            Phase::New(_) | Phase::Resolving => {}
+        }
+        self.settle(core, key)
+    }
+
+    fn on_wake(&mut self, core: &mut Core, key: usize) -> Step {
+        if let Phase::New(target) = &mut self.phase {
+            let target = target.take().expect("a new driver has its target");
+            self.phase = Phase::Resolving;
+            self.start(core, key, target);
+        }
+        let bits = self.conn.requests.swap(0, Ordering::AcqRel);
+        if bits != 0 && !self.released {
+            self.handle_requests(core, key, bits);
+        }
+        if self.read_more && !self.released {
+            self.read_more = false;
+            self.read(core);
+        }
+        self.settle(core, key)
+    }
+
+    fn on_timer(&mut self, core: &mut Core, key: usize, token: u64) -> Step {
+        self.on_timer_token(core, token);
+        self.settle(core, key)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The loop itself is going away: make every waiter see the end.
+        self.release(Some(Error::Closed), false);
+    }
+}

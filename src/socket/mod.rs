@@ -1,0 +1,735 @@
+//! One connection: its buffers, its state, and the [`Socket`] handle.
+//!
+//! A connection is split in two halves that never share a lock with user
+//! code:
+//!
+//! * [`Conn`] is the state every thread sees: the input and output
+//!   [`Buffer`]s (each behind its own mutex, so a reader and a writer on two
+//!   threads do not contend), the watermarks, and a word of *requests*
+//!   (close, flush, resume…) that other threads set before waking the loop;
+//! * the driver (`driver.rs`) lives on the loop thread, owns the
+//!   registration with the poller, reads and writes the socket, runs the
+//!   callbacks and the timers.
+//!
+//! A write from any thread onto an idle connection goes straight to the
+//! kernel; only what the kernel does not take is queued for the loop.
+
+mod driver;
+
+pub(crate) use driver::{Driver, Target};
+
+use std::any::Any;
+use std::fmt;
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::buffer::Buffer;
+use crate::error::{Error, Limit, Result};
+use crate::event_loop::{lock, LoopHandle};
+
+/// A callback shared by every connection of a server, hence `Arc<Mutex<…>>`:
+/// the loop calls it from one thread only, so the mutex is never contended.
+pub(crate) type Shared<F> = Arc<Mutex<F>>;
+pub(crate) type ReadCb = Shared<dyn FnMut(&Socket, Bytes) + Send>;
+pub(crate) type NotifyCb = Shared<dyn FnMut(&Socket) + Send>;
+pub(crate) type WriteCb = Shared<dyn FnMut(&Socket) + Send>;
+pub(crate) type EventCb = Shared<dyn FnMut(&Socket, crate::Event) + Send>;
+pub(crate) type ConnectCb = Shared<dyn FnMut(&Socket) + Send>;
+
+/// The user callbacks of one connection.
+#[derive(Clone, Default)]
+pub(crate) struct Callbacks {
+    pub(crate) read: Option<ReadCb>,
+    pub(crate) notify: Option<NotifyCb>,
+    pub(crate) write: Option<WriteCb>,
+    pub(crate) event: Option<EventCb>,
+    pub(crate) connect: Option<ConnectCb>,
+}
+
+impl Callbacks {
+    /// Whether the connection's lifetime is explicit (it has callbacks that
+    /// may act on it) rather than tied to the user's handles.
+    fn keep_alive(&self) -> bool {
+        self.read.is_some() || self.notify.is_some() || self.write.is_some() || self.event.is_some()
+    }
+}
+
+/// Sizes and limits of one connection, fixed when it is created.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// `notify_cb` fires only once the input holds at least this much.
+    pub(crate) read_low_watermark: usize,
+    /// At or above this the loop stops reading the socket.
+    pub(crate) read_high_watermark: usize,
+    /// `write_cb` fires when the output drains to this or below.
+    pub(crate) write_low_watermark: usize,
+    /// Streams stop accepting writes at or above this.
+    pub(crate) write_high_watermark: usize,
+    /// The most one `read` system call asks for.
+    pub(crate) read_chunk_size: usize,
+    /// Neither buffer may ever hold more than this.
+    pub(crate) max_buffer_size: usize,
+    /// Keep received bytes in the input buffer instead of handing them to
+    /// `read_cb`.
+    pub(crate) dont_drain: bool,
+    pub(crate) nodelay: bool,
+    pub(crate) connect_timeout: Duration,
+    /// After a graceful close has sent FIN, how long to wait for the peer's
+    /// FIN before releasing the socket.
+    pub(crate) close_linger: Duration,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) bind: Option<SocketAddr>,
+}
+
+impl Config {
+    /// The input buffer's effective cap.
+    pub(crate) fn input_limit(&self) -> usize {
+        self.read_high_watermark.min(self.max_buffer_size)
+    }
+
+    /// Reading resumes once a suspended input has been drained to this.
+    /// Half the watermark, so a reader taking a few bytes at a time does not
+    /// make the loop poll the socket for a few bytes at a time.
+    fn resume_threshold(&self) -> usize {
+        self.input_limit() / 2
+    }
+}
+
+// Requests other threads leave for the loop, in `Conn::requests`.
+const REQ_FLUSH: u32 = 1 << 0;
+const REQ_CLOSE: u32 = 1 << 1;
+const REQ_ABORT: u32 = 1 << 2;
+const REQ_RESUME: u32 = 1 << 3;
+const REQ_TIMERS: u32 = 1 << 4;
+const REQ_WRITE_CB: u32 = 1 << 5;
+const REQ_SHUTDOWN: u32 = 1 << 6;
+const REQ_WRITE_FAILED: u32 = 1 << 7;
+const REQ_RESOLVED: u32 = 1 << 8;
+
+const UNREGISTERED: usize = usize::MAX;
+
+/// Where the write side of a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteState {
+    /// Resolving or connecting: writes are queued.
+    Connecting,
+    /// Connected: writes go to the kernel.
+    Open,
+    /// `shutdown_write` or `close` asked for FIN once the output is flushed.
+    ShutdownQueued,
+    /// FIN was sent.
+    Shutdown,
+    /// The socket was released.
+    Closed,
+}
+
+/// The input side of a connection.
+pub(crate) struct Input {
+    pub(crate) buf: Buffer,
+    /// The peer sent FIN.
+    pub(crate) eof: bool,
+    /// The connection failed; reported once the buffer is empty.
+    pub(crate) error: Option<Error>,
+    /// No more bytes will arrive (closed or released).
+    pub(crate) closed: bool,
+    /// The loop stopped reading the socket at the high watermark.
+    suspended: bool,
+    /// A read timeout expired that pending readers have not seen yet.
+    pub(crate) timed_out: bool,
+    wakers: Vec<Waker>,
+}
+
+impl Input {
+    /// Whether no byte will ever be appended again.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.eof || self.closed || self.error.is_some()
+    }
+
+    /// Registers a waker to be woken on the next append, EOF or error.
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        register_waker(&mut self.wakers, waker);
+    }
+
+    fn take_wakers(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.wakers)
+    }
+}
+
+/// The output side of a connection.
+pub(crate) struct Output {
+    pub(crate) buf: Buffer,
+    pub(crate) state: WriteState,
+    /// The socket, once connected; direct writes from any thread use it.
+    stream: Option<Arc<TcpStream>>,
+    /// The kernel refused bytes, so an edge-triggered writable event will
+    /// come: nobody needs to ask the loop to flush.
+    awaiting_writable: bool,
+    /// The loop has been asked to flush.
+    flush_queued: bool,
+    pub(crate) error: Option<Error>,
+    /// A write timeout expired that pending writers have not seen yet.
+    pub(crate) timed_out: bool,
+    wakers: Vec<Waker>,
+}
+
+impl Output {
+    /// Why no byte can be queued now, if none can.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if let Some(err) = &self.error {
+            return Err(err.clone());
+        }
+        match self.state {
+            WriteState::Connecting | WriteState::Open => Ok(()),
+            WriteState::ShutdownQueued | WriteState::Shutdown => Err(Error::WriteClosed),
+            WriteState::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Registers a waker to be woken when queued output makes progress or
+    /// the connection's state changes.
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        register_waker(&mut self.wakers, waker);
+    }
+
+    fn take_wakers(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.wakers)
+    }
+}
+
+fn register_waker(wakers: &mut Vec<Waker>, waker: &Waker) {
+    if !wakers.iter().any(|w| w.will_wake(waker)) {
+        wakers.push(waker.clone());
+    }
+}
+
+fn wake_all(wakers: Vec<Waker>) {
+    for waker in wakers {
+        waker.wake();
+    }
+}
+
+/// The state of one connection that every thread shares.
+pub(crate) struct Conn {
+    pub(crate) handle: LoopHandle,
+    pub(crate) config: Config,
+    /// The slab key of the driver, `UNREGISTERED` until the loop has it.
+    key: AtomicUsize,
+    requests: AtomicU32,
+    pub(crate) input: Mutex<Input>,
+    pub(crate) output: Mutex<Output>,
+    /// (local, peer), once connected.
+    addrs: OnceLock<(SocketAddr, SocketAddr)>,
+    /// Set by `close`/`abort` and when the loop releases the socket.
+    closed: AtomicBool,
+    user_paused: AtomicBool,
+    timeouts: Mutex<(Option<Duration>, Option<Duration>)>,
+    resolved: Mutex<Option<Result<Vec<SocketAddr>>>>,
+    user_data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    handles: AtomicUsize,
+    lifetime_is_explicit: bool,
+    has_write_cb: bool,
+    /// The host name the connection was asked for, if one was.
+    host: Option<String>,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        handle: LoopHandle,
+        config: Config,
+        callbacks: &Callbacks,
+        initial_state: WriteState,
+        host: Option<String>,
+    ) -> Arc<Conn> {
+        let timeouts = (config.read_timeout, config.write_timeout);
+        Arc::new(Conn {
+            handle,
+            key: AtomicUsize::new(UNREGISTERED),
+            requests: AtomicU32::new(0),
+            input: Mutex::new(Input {
+                buf: Buffer::new(),
+                eof: false,
+                error: None,
+                closed: false,
+                suspended: false,
+                timed_out: false,
+                wakers: Vec::new(),
+            }),
+            output: Mutex::new(Output {
+                buf: Buffer::new(),
+                state: initial_state,
+                stream: None,
+                awaiting_writable: false,
+                flush_queued: false,
+                error: None,
+                timed_out: false,
+                wakers: Vec::new(),
+            }),
+            addrs: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            user_paused: AtomicBool::new(false),
+            timeouts: Mutex::new(timeouts),
+            resolved: Mutex::new(None),
+            user_data: Mutex::new(None),
+            handles: AtomicUsize::new(0),
+            lifetime_is_explicit: callbacks.keep_alive(),
+            has_write_cb: callbacks.write.is_some(),
+            host,
+            config,
+        })
+    }
+
+    /// Leaves `bits` for the loop and wakes the driver if nobody has yet.
+    fn request(&self, bits: u32) {
+        let previous = self.requests.fetch_or(bits, Ordering::AcqRel);
+        if previous == 0 {
+            let key = self.key.load(Ordering::Acquire);
+            // Before registration the driver reads the requests itself when
+            // the loop first wakes it.
+            if key != UNREGISTERED {
+                self.handle.wake_source(key);
+            }
+        }
+    }
+
+    /// Hands the result of a name lookup to the driver.
+    pub(crate) fn set_resolved(&self, result: Result<Vec<SocketAddr>>) {
+        *lock(&self.resolved) = Some(result);
+        self.request(REQ_RESOLVED);
+    }
+
+    /// Appends `data` to the output, writing straight to the kernel when the
+    /// connection is idle. `owned` is `data` as `Bytes` when the caller has
+    /// it, so a remainder can be queued without copying.
+    fn write_inner(&self, data: &[u8], owned: Option<Bytes>) -> Result<()> {
+        if data.is_empty() {
+            return lock(&self.output).check_writable();
+        }
+        let mut requests = 0;
+        let result = {
+            let mut out = lock(&self.output);
+            out.check_writable()?;
+            let limit = self.config.max_buffer_size;
+            if out.buf.len() + data.len() > limit {
+                return Err(Error::LimitExceeded {
+                    what: Limit::OutputBuffer,
+                    limit,
+                });
+            }
+            let mut written = 0;
+            let mut result = Ok(());
+            let idle = out.buf.is_empty()
+                && out.state == WriteState::Open
+                && !out.awaiting_writable
+                && !out.flush_queued;
+            if idle {
+                let stream = out
+                    .stream
+                    .clone()
+                    .expect("an open connection has its socket");
+                while written < data.len() {
+                    match (&*stream).write(&data[written..]) {
+                        Ok(0) => {
+                            result = Err(Error::from(io::Error::from(io::ErrorKind::WriteZero)));
+                            break;
+                        }
+                        Ok(n) => written += n,
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                            // The kernel buffer is full, so an edge-triggered
+                            // writable event will follow when it drains.
+                            out.awaiting_writable = true;
+                            break;
+                        }
+                        Err(err) => {
+                            result = Err(Error::from(err));
+                            break;
+                        }
+                    }
+                }
+                if let Err(err) = &result {
+                    out.error = Some(err.clone());
+                    requests |= REQ_WRITE_FAILED;
+                } else if written == data.len() && self.has_write_cb {
+                    requests |= REQ_WRITE_CB;
+                } else if written > 0 && written < data.len() {
+                    // A short write also means the kernel buffer is full.
+                    out.awaiting_writable = true;
+                }
+            }
+            if result.is_ok() && written < data.len() {
+                match owned {
+                    Some(bytes) => out.buf.push(bytes.slice(written..)),
+                    None => out.buf.extend_from_slice(&data[written..]),
+                }
+                let can_flush = out.state == WriteState::Open;
+                if can_flush && !out.awaiting_writable && !out.flush_queued {
+                    out.flush_queued = true;
+                    requests |= REQ_FLUSH;
+                }
+                if can_flush && lock(&self.timeouts).1.is_some() {
+                    requests |= REQ_TIMERS;
+                }
+            }
+            result
+        };
+        if requests != 0 {
+            self.request(requests);
+        }
+        result
+    }
+
+    /// Runs `f` on the input and, if it consumed enough to leave a suspended
+    /// input below the resume threshold, asks the loop to read again.
+    pub(crate) fn with_input<R>(&self, f: impl FnOnce(&mut Input) -> R) -> R {
+        let (result, resume) = {
+            let mut input = lock(&self.input);
+            let result = f(&mut input);
+            let resume = input.suspended && input.buf.len() <= self.config.resume_threshold();
+            if resume {
+                input.suspended = false;
+            }
+            (result, resume)
+        };
+        if resume {
+            self.request(REQ_RESUME);
+        }
+        result
+    }
+
+    /// Non-blocking read with the contract's rules: bytes if any, then the
+    /// stored error, `Ok(0)` at the end, `WouldBlock` otherwise.
+    pub(crate) fn read_input(&self, dst: &mut [u8]) -> io::Result<usize> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        self.with_input(|input| {
+            if !input.buf.is_empty() {
+                return Ok(input.buf.read(dst));
+            }
+            if let Some(err) = &input.error {
+                return Err(err.clone().into());
+            }
+            if input.eof || input.closed {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        })
+    }
+
+    pub(crate) fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.request(REQ_CLOSE);
+        }
+    }
+
+    pub(crate) fn abort(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.request(REQ_ABORT);
+    }
+
+    pub(crate) fn shutdown_write(&self) -> Result<()> {
+        {
+            let mut out = lock(&self.output);
+            match out.state {
+                WriteState::ShutdownQueued | WriteState::Shutdown => return Ok(()),
+                WriteState::Closed => return Err(Error::Closed),
+                WriteState::Connecting | WriteState::Open => {}
+            }
+            if let Some(err) = &out.error {
+                return Err(err.clone());
+            }
+            out.state = WriteState::ShutdownQueued;
+        }
+        self.request(REQ_SHUTDOWN);
+        Ok(())
+    }
+}
+
+/// A handle to one TCP connection: cl-async's socket, libevent's
+/// bufferevent.
+///
+/// `Socket` is `Send + Sync + Clone`; every clone refers to the same
+/// connection. The event loop owns the descriptor and the buffers; the
+/// handle queues output, reads buffered input and asks the loop to pause,
+/// resume or close.
+///
+/// # Lifetime
+///
+/// A connection with callbacks (`read_cb`, `notify_cb`, `write_cb` or
+/// `event_cb`) lives until it is closed or fails. One without callbacks is
+/// also closed gracefully — queued output is still flushed — when the last
+/// handle to it is dropped.
+///
+/// # Reading in dont-drain mode
+///
+/// In dont-drain mode the loop leaves received bytes in the input buffer.
+/// [`read`](Socket::read) takes them with non-blocking semantics:
+/// `Err(WouldBlock)` when nothing is buffered and the connection is open,
+/// `Ok(0)` only at the end once every byte has been read. Reading works
+/// after EOF, after `close()` and after a failure: bytes already received
+/// are never dropped.
+#[derive(Clone)]
+pub struct Socket {
+    inner: Arc<SocketRef>,
+}
+
+// Counts the user's handles so the last drop can close a connection whose
+// lifetime is not explicit. One `SocketRef` per handle family.
+struct SocketRef {
+    conn: Arc<Conn>,
+}
+
+impl Drop for SocketRef {
+    fn drop(&mut self) {
+        let remaining = self.conn.handles.fetch_sub(1, Ordering::AcqRel) - 1;
+        if remaining == 0 && !self.conn.lifetime_is_explicit {
+            self.conn.close();
+        }
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("local_addr", &self.local_addr())
+            .field("peer_addr", &self.peer_addr())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl PartialEq for Socket {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner.conn, &other.inner.conn)
+    }
+}
+impl Eq for Socket {}
+
+impl Socket {
+    pub(crate) fn from_conn(conn: Arc<Conn>) -> Socket {
+        conn.handles.fetch_add(1, Ordering::AcqRel);
+        Socket {
+            inner: Arc::new(SocketRef { conn }),
+        }
+    }
+
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.inner.conn
+    }
+
+    /// The loop this connection belongs to.
+    pub fn loop_handle(&self) -> &LoopHandle {
+        &self.inner.conn.handle
+    }
+
+    /// Queues a copy of `data` for sending, in order after earlier writes.
+    ///
+    /// On an idle connection the bytes go to the kernel at once, from the
+    /// calling thread; what the kernel does not take is queued and sent by
+    /// the loop. Writes made while the connection is still resolving or
+    /// connecting are queued and sent once it is up, never dropped.
+    ///
+    /// Unlike the stream types, this callback-style call does not apply the
+    /// write high watermark: it only refuses to grow the output beyond
+    /// `max_buffer_size`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after `close()`/`abort()` or once the socket is
+    /// released, [`Error::WriteClosed`] after [`shutdown_write`](Socket::shutdown_write),
+    /// the connection's error if it failed, and [`Error::LimitExceeded`]
+    /// (nothing queued) if the output would exceed `max_buffer_size`.
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.inner.conn.write_inner(data, None)
+    }
+
+    /// Queues `data` for sending without copying it.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Socket::write).
+    pub fn write_bytes(&self, data: Bytes) -> Result<()> {
+        self.check_open()?;
+        let view = data.clone();
+        self.inner.conn.write_inner(&view, Some(data))
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.conn.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Closes the connection gracefully: queued output is flushed, then FIN
+    /// is sent, then the socket is released. Idempotent.
+    ///
+    /// Bytes already in the input buffer stay readable; bytes that arrive
+    /// after this call are discarded.
+    pub fn close(&self) {
+        self.inner.conn.close();
+    }
+
+    /// Closes the connection at once: queued output is dropped and the peer
+    /// gets a reset. Idempotent; also ends a graceful close in progress.
+    pub fn abort(&self) {
+        self.inner.conn.abort();
+    }
+
+    /// Shuts down the write direction once queued output is flushed (FIN),
+    /// while reading goes on. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] if the connection is already closed, or its error
+    /// if it failed.
+    pub fn shutdown_write(&self) -> Result<()> {
+        self.inner.conn.shutdown_write()
+    }
+
+    /// Stops reading from the socket (cl-async's `disable-socket`). The
+    /// peer is pushed back by TCP flow control once the kernel buffer fills.
+    /// The read timeout does not count while reading is paused.
+    pub fn pause_reading(&self) {
+        self.inner.conn.user_paused.store(true, Ordering::Release);
+        self.inner.conn.request(REQ_TIMERS);
+    }
+
+    /// Resumes reading after [`pause_reading`](Socket::pause_reading).
+    pub fn resume_reading(&self) {
+        self.inner.conn.user_paused.store(false, Ordering::Release);
+        self.inner.conn.request(REQ_RESUME);
+    }
+
+    /// Whether reading is paused by [`pause_reading`](Socket::pause_reading).
+    pub fn is_reading_paused(&self) -> bool {
+        self.inner.conn.user_paused.load(Ordering::Acquire)
+    }
+
+    /// Sets the read and write idle timeouts (cl-async's
+    /// `set-socket-timeouts`); `None` disables one. Each counts only while
+    /// its direction is waiting and restarts on progress.
+    pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
+        *lock(&self.inner.conn.timeouts) = (read, write);
+        self.inner.conn.request(REQ_TIMERS);
+    }
+
+    /// The peer's address, once connected.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.conn.addrs.get().map(|&(_, peer)| peer)
+    }
+
+    /// This side's address, once connected.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.conn.addrs.get().map(|&(local, _)| local)
+    }
+
+    /// The host name given to `tcp_connect`, if the connection was made by
+    /// name or address string.
+    pub fn host(&self) -> Option<&str> {
+        self.inner.conn.host.as_deref()
+    }
+
+    /// Whether `close()` or `abort()` was called or the connection ended
+    /// (cl-async's `socket-closed-p`).
+    pub fn is_closed(&self) -> bool {
+        self.inner.conn.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection is established and not closed.
+    pub fn is_connected(&self) -> bool {
+        !self.is_closed() && self.inner.conn.addrs.get().is_some()
+    }
+
+    /// Attaches typed user data to the connection (cl-async's
+    /// `socket-data`), replacing any earlier value.
+    pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
+        *lock(&self.inner.conn.user_data) = Some(Arc::new(value));
+    }
+
+    /// The user data, if some of type `T` is attached.
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        lock(&self.inner.conn.user_data)
+            .clone()
+            .and_then(|data| data.downcast::<T>().ok())
+    }
+
+    /// How many received bytes wait in the input buffer.
+    pub fn input_buffer_len(&self) -> usize {
+        lock(&self.inner.conn.input).buf.len()
+    }
+
+    /// How many bytes wait in the output buffer for the kernel.
+    pub fn output_buffer_len(&self) -> usize {
+        lock(&self.inner.conn.output).buf.len()
+    }
+
+    /// Takes buffered input into `dst` without blocking.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when nothing is buffered and more may come; the
+    /// connection's error (for example `ConnectionReset`) once the buffer is
+    /// empty after a failure. `Ok(0)` means the end: EOF or close, with
+    /// every byte read.
+    pub fn read(&self, dst: &mut [u8]) -> io::Result<usize> {
+        self.inner.conn.read_input(dst)
+    }
+
+    /// Copies buffered input into `dst` without taking it; returns how many
+    /// bytes were copied (0 when nothing is buffered).
+    pub fn peek(&self, dst: &mut [u8]) -> usize {
+        lock(&self.inner.conn.input).buf.copy_out(dst)
+    }
+
+    /// Takes up to `max` buffered bytes as one `Bytes`, without copying when
+    /// they lie in one received chunk.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Socket::read); an empty `Bytes` means the end.
+    pub fn read_chunk(&self, max: usize) -> io::Result<Bytes> {
+        self.inner.conn.with_input(|input| {
+            if !input.buf.is_empty() {
+                let front = input.buf.front_chunk().map_or(0, Bytes::len);
+                return Ok(input.buf.split_to(front.min(max)));
+            }
+            if let Some(err) = &input.error {
+                return Err(err.clone().into());
+            }
+            if input.eof || input.closed || max == 0 {
+                Ok(Bytes::new())
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        })
+    }
+
+    /// Whether the peer has sent FIN.
+    pub fn is_eof(&self) -> bool {
+        lock(&self.inner.conn.input).eof
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn socket_is_send_sync_clone() {
+        assert_send_sync::<Socket>();
+        assert_send_sync::<LoopHandle>();
+    }
+}

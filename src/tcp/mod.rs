@@ -1,0 +1,115 @@
+//! TCP: connecting ([`tcp_connect`]), serving ([`TcpServer`]) and the
+//! options both take ([`TcpOptions`]).
+
+mod options;
+mod resolve;
+mod server;
+
+pub use options::{
+    TcpOptions, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
+    DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
+};
+pub use server::{ServerOptions, TcpServer};
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::error::Result;
+use crate::event_loop::{lock, LoopHandle};
+use crate::socket::{Conn, Driver, Socket, Target, WriteState};
+
+/// Connects to `host:port` on `handle`'s loop (cl-async's `tcp-connect`).
+///
+/// Returns the [`Socket`] at once; the connection is made by the loop. A
+/// host name is resolved off the loop thread and every address it resolves
+/// to is tried in order until one accepts; the whole setup is bounded by
+/// the connect timeout (30 s by default). Writes issued before the
+/// connection is up — and the `data` option — are queued and sent once it
+/// is, never dropped. The outcome reaches `connect_cb` and `event_cb`:
+/// [`Event::Connected`](crate::Event::Connected), or
+/// [`Event::Error`](crate::Event::Error) with
+/// [`Error::Refused`](crate::Error::Refused),
+/// [`Error::Resolve`](crate::Error::Resolve) or
+/// [`Error::TimedOut`](crate::Error::TimedOut).
+///
+/// # Errors
+///
+/// Only invalid options fail here ([`Error::InvalidInput`](crate::Error::InvalidInput));
+/// everything about the network is reported to the callbacks.
+///
+/// # Examples
+///
+/// ```
+/// use evstream::{tcp_connect, Error, Event, EventLoop, TcpOptions};
+///
+/// // Nothing listens on this port: the refusal reaches event_cb.
+/// let unused = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// let mut ev = EventLoop::new()?;
+/// let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// let flag = refused.clone();
+/// tcp_connect(&ev.handle(), "127.0.0.1", unused, TcpOptions::new().event_cb(move |_, event| {
+///     if let Event::Error(Error::Refused) = event {
+///         flag.store(true, std::sync::atomic::Ordering::SeqCst);
+///     }
+/// }))?;
+/// ev.run()?;
+/// assert!(refused.load(std::sync::atomic::Ordering::SeqCst));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn tcp_connect(
+    handle: &LoopHandle,
+    host: &str,
+    port: u16,
+    options: TcpOptions,
+) -> Result<Socket> {
+    let target = match host.parse::<IpAddr>() {
+        Ok(ip) => Target::Addrs(vec![SocketAddr::new(ip, port)]),
+        Err(_) => Target::Resolving,
+    };
+    let resolve = matches!(target, Target::Resolving);
+    let conn = start(handle, options, target, Some(host.to_string()))?;
+    if resolve {
+        resolve::resolve(host.to_string(), port, conn.clone());
+    }
+    Ok(Socket::from_conn(conn))
+}
+
+/// Connects to an already resolved address; see [`tcp_connect`].
+///
+/// # Errors
+///
+/// Only invalid options fail here.
+pub fn tcp_connect_addr(
+    handle: &LoopHandle,
+    addr: SocketAddr,
+    options: TcpOptions,
+) -> Result<Socket> {
+    let conn = start(handle, options, Target::Addrs(vec![addr]), None)?;
+    Ok(Socket::from_conn(conn))
+}
+
+fn start(
+    handle: &LoopHandle,
+    options: TcpOptions,
+    target: Target,
+    host: Option<String>,
+) -> Result<std::sync::Arc<Conn>> {
+    options.validate()?;
+    let TcpOptions {
+        callbacks,
+        config,
+        data,
+    } = options;
+    let conn = Conn::new(
+        handle.clone(),
+        config,
+        &callbacks,
+        WriteState::Connecting,
+        host,
+    );
+    if let Some(data) = data {
+        lock(&conn.output).buf.push(data);
+    }
+    let for_loop = conn.clone();
+    handle.call(move |core| Driver::spawn(core, for_loop, callbacks, target));
+    Ok(conn)
+}

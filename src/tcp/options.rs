@@ -1,0 +1,260 @@
+//! Per-connection options: callbacks, modes, watermarks, limits, timeouts.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Event, Result};
+use crate::socket::{Callbacks, Config, Socket};
+
+/// Default read high watermark: the most a connection buffers for a reader
+/// that does not keep up.
+pub const DEFAULT_READ_HIGH_WATERMARK: usize = 1024 * 1024;
+/// Default write high watermark, where streams start to push back.
+pub const DEFAULT_WRITE_HIGH_WATERMARK: usize = 1024 * 1024;
+/// Default upper bound of one `read` system call.
+pub const DEFAULT_READ_CHUNK_SIZE: usize = 128 * 1024;
+/// Default cap on either buffer (turbo.lua's `max_buffer_size`, 100 MiB).
+pub const DEFAULT_MAX_BUFFER_SIZE: usize = 100 * 1024 * 1024;
+/// Default bound on connection setup.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default wait for the peer's FIN after a graceful close sent ours.
+pub const DEFAULT_CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Options for one connection made with [`tcp_connect`](crate::tcp_connect),
+/// or for every connection a [`TcpServer`](crate::TcpServer) accepts.
+///
+/// A builder: every method takes and returns `self`. Callbacks run on the
+/// loop thread; a server shares one set of callbacks between all its
+/// connections, which is why they are `Send` and why the options are
+/// `Clone`.
+///
+/// # Modes
+///
+/// * **Drain** — set [`read_cb`](TcpOptions::read_cb): the loop empties the
+///   input buffer and hands the new bytes to it.
+/// * **Dont-drain** — set [`notify_cb`](TcpOptions::notify_cb) or
+///   [`dont_drain(true)`](TcpOptions::dont_drain): bytes stay in the input
+///   buffer, the callback only signals that some are ready, and the
+///   application reads them (from the [`Socket`] or a stream) when it likes.
+///   A connection with no read callback at all keeps its bytes too.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use evstream::TcpOptions;
+///
+/// let options = TcpOptions::new()
+///     .read_cb(|socket, data| println!("{} bytes from {:?}", data.len(), socket.peer_addr()))
+///     .event_cb(|_, event| println!("event: {event:?}"))
+///     .read_timeout(Duration::from_secs(5))
+///     .data(&b"GET / HTTP/1.0\r\n\r\n"[..]);
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+pub struct TcpOptions {
+    pub(crate) callbacks: Callbacks,
+    pub(crate) config: Config,
+    pub(crate) data: Option<Bytes>,
+}
+
+impl fmt::Debug for TcpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpOptions")
+            .field("config", &self.config)
+            .field("read_cb", &self.callbacks.read.is_some())
+            .field("notify_cb", &self.callbacks.notify.is_some())
+            .field("write_cb", &self.callbacks.write.is_some())
+            .field("event_cb", &self.callbacks.event.is_some())
+            .field("connect_cb", &self.callbacks.connect.is_some())
+            .field("data", &self.data.as_ref().map(Bytes::len))
+            .finish()
+    }
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions::new()
+    }
+}
+
+impl TcpOptions {
+    /// Options with the defaults: drain mode without callbacks (so bytes
+    /// stay buffered), `TCP_NODELAY` on, no idle timeouts, a 30 s connect
+    /// timeout, 1 MiB read and write high watermarks, 100 MiB buffer cap.
+    pub fn new() -> Self {
+        TcpOptions {
+            callbacks: Callbacks::default(),
+            config: Config {
+                read_low_watermark: 0,
+                read_high_watermark: DEFAULT_READ_HIGH_WATERMARK,
+                write_low_watermark: 0,
+                write_high_watermark: DEFAULT_WRITE_HIGH_WATERMARK,
+                read_chunk_size: DEFAULT_READ_CHUNK_SIZE,
+                max_buffer_size: DEFAULT_MAX_BUFFER_SIZE,
+                dont_drain: false,
+                nodelay: true,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                close_linger: DEFAULT_CLOSE_LINGER,
+                read_timeout: None,
+                write_timeout: None,
+                bind: None,
+            },
+            data: None,
+        }
+    }
+
+    /// Drain mode: `callback(socket, bytes)` receives every chunk of new
+    /// bytes, once per readiness event (more than one call only when one
+    /// event brings more than a read block holds).
+    pub fn read_cb(mut self, callback: impl FnMut(&Socket, Bytes) + Send + 'static) -> Self {
+        self.callbacks.read = Some(Arc::new(Mutex::new(callback)));
+        self.config.dont_drain = false;
+        self
+    }
+
+    /// Dont-drain mode: `callback(socket)` runs after a loop turn in which
+    /// new bytes were appended to the input buffer (and it holds at least
+    /// the read low watermark). The bytes stay there until read.
+    pub fn notify_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
+        self.callbacks.notify = Some(Arc::new(Mutex::new(callback)));
+        self.config.dont_drain = true;
+        self
+    }
+
+    /// `callback(socket)` runs when the output buffer drains to the write
+    /// low watermark (0 by default), i.e. when what was written has been
+    /// handed to the kernel.
+    pub fn write_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
+        self.callbacks.write = Some(Arc::new(Mutex::new(callback)));
+        self
+    }
+
+    /// `callback(socket, event)` receives [`Event`]s: connected, EOF,
+    /// timeouts, errors and the final `Closed`.
+    pub fn event_cb(mut self, callback: impl FnMut(&Socket, Event) + Send + 'static) -> Self {
+        self.callbacks.event = Some(Arc::new(Mutex::new(callback)));
+        self
+    }
+
+    /// `callback(socket)` runs once the connection is established (for a
+    /// server: once per accepted connection).
+    pub fn connect_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
+        self.callbacks.connect = Some(Arc::new(Mutex::new(callback)));
+        self
+    }
+
+    /// Bytes to send as soon as the connection is up (cl-async's `:data`).
+    pub fn data(mut self, data: impl Into<Bytes>) -> Self {
+        self.data = Some(data.into());
+        self
+    }
+
+    /// Keep received bytes in the input buffer (cl-async's
+    /// `:dont-drain-read-buffer`). Connecting with this and a
+    /// [`read_cb`](TcpOptions::read_cb) is an error: use
+    /// [`notify_cb`](TcpOptions::notify_cb).
+    pub fn dont_drain(mut self, dont_drain: bool) -> Self {
+        self.config.dont_drain = dont_drain;
+        self
+    }
+
+    /// Idle read timeout: reported when no byte arrives for this long while
+    /// the loop is waiting for some.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.read_timeout = Some(timeout);
+        self
+    }
+
+    /// Idle write timeout: reported when queued output makes no progress
+    /// for this long.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Bound on resolution plus every connect attempt (default 30 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Read watermarks: `notify_cb` waits for `low` buffered bytes; at
+    /// `high` the loop stops reading the socket until the application has
+    /// drained the buffer to half of `high`.
+    pub fn read_watermarks(mut self, low: usize, high: usize) -> Self {
+        self.config.read_low_watermark = low;
+        self.config.read_high_watermark = high;
+        self
+    }
+
+    /// Write watermarks: `write_cb` fires when the output drains to `low`;
+    /// streams refuse writes (`WouldBlock` / `Pending`) at `high`.
+    pub fn write_watermarks(mut self, low: usize, high: usize) -> Self {
+        self.config.write_low_watermark = low;
+        self.config.write_high_watermark = high;
+        self
+    }
+
+    /// The most one `read` system call asks for (default 128 KiB). Read
+    /// blocks grow to this size only on connections that fill them.
+    pub fn read_chunk_size(mut self, size: usize) -> Self {
+        self.config.read_chunk_size = size;
+        self
+    }
+
+    /// Cap on either buffer (default 100 MiB): a write that would grow the
+    /// output past it fails with `LimitExceeded`; the input never grows
+    /// past it.
+    pub fn max_buffer_size(mut self, size: usize) -> Self {
+        self.config.max_buffer_size = size;
+        self
+    }
+
+    /// `TCP_NODELAY` (on by default).
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.config.nodelay = nodelay;
+        self
+    }
+
+    /// Source address for outgoing connections.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.config.bind = Some(addr);
+        self
+    }
+
+    /// After a graceful close has sent FIN, how long to keep reading (and
+    /// discarding) while waiting for the peer's FIN before releasing the
+    /// socket (default 2 s). Releasing a socket with unread input would
+    /// make the kernel reset the connection and drop output still in
+    /// flight.
+    pub fn close_linger(mut self, linger: Duration) -> Self {
+        self.config.close_linger = linger;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let c = &self.config;
+        let invalid = |message: &str| Err(Error::InvalidInput(message.to_string()));
+        if c.dont_drain && self.callbacks.read.is_some() {
+            return invalid("read_cb receives drained bytes; in dont-drain mode use notify_cb");
+        }
+        if c.read_chunk_size == 0 {
+            return invalid("read_chunk_size must be at least 1");
+        }
+        if c.read_high_watermark == 0 || c.max_buffer_size == 0 {
+            return invalid("read high watermark and max_buffer_size must be at least 1");
+        }
+        if c.read_low_watermark > c.read_high_watermark {
+            return invalid("read low watermark is above the high watermark");
+        }
+        if c.write_low_watermark > c.write_high_watermark {
+            return invalid("write low watermark is above the high watermark");
+        }
+        Ok(())
+    }
+}

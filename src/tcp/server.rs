@@ -1,0 +1,312 @@
+//! A listening TCP server (cl-async's `tcp-server`).
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::TcpOptions;
+use crate::error::{Error, Result};
+use crate::event_loop::{Core, LoopHandle, Registration, Source, Step};
+use crate::socket::{Callbacks, Config, Conn, Driver, Target, WriteState};
+
+const UNREGISTERED: usize = usize::MAX;
+/// After an accept error such as EMFILE, try again after this long: the
+/// edge that announced the waiting connections has been consumed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+const TOKEN_RETRY: u64 = 1;
+
+/// Options for [`TcpServer::bind`].
+///
+/// # Examples
+///
+/// ```
+/// use evstream::{ServerOptions, TcpOptions};
+///
+/// let options = ServerOptions::new()
+///     .backlog(64)
+///     .connection(TcpOptions::new().read_cb(|socket, data| {
+///         let _ = socket.write_bytes(data); // echo
+///     }));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    backlog: i32,
+    reuse_address: bool,
+    reuse_port: bool,
+    connection: TcpOptions,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions::new()
+    }
+}
+
+impl ServerOptions {
+    /// Defaults: backlog 1024, `SO_REUSEADDR` on, `SO_REUSEPORT` off, and
+    /// default [`TcpOptions`] for each connection.
+    pub fn new() -> Self {
+        ServerOptions {
+            backlog: 1024,
+            reuse_address: true,
+            reuse_port: false,
+            connection: TcpOptions::new(),
+        }
+    }
+
+    /// The listen backlog.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// `SO_REUSEADDR` (on by default), so a restarted server can bind while
+    /// old connections sit in `TIME_WAIT`.
+    pub fn reuse_address(mut self, reuse: bool) -> Self {
+        self.reuse_address = reuse;
+        self
+    }
+
+    /// `SO_REUSEPORT`, so several loops can each bind a server to the same
+    /// port and let the kernel spread connections between them.
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.reuse_port = reuse;
+        self
+    }
+
+    /// Options (callbacks included) for every accepted connection. Its
+    /// `connect_cb` runs once per accepted connection.
+    pub fn connection(mut self, options: TcpOptions) -> Self {
+        self.connection = options;
+        self
+    }
+}
+
+struct ServerShared {
+    handle: LoopHandle,
+    local_addr: SocketAddr,
+    key: AtomicUsize,
+    closed: AtomicBool,
+}
+
+/// A listening TCP server on a loop. `Send + Sync + Clone`; every clone is
+/// the same server.
+///
+/// Each accepted connection gets the server's per-connection
+/// [`TcpOptions`]; its callbacks are shared by all connections.
+///
+/// # Examples
+///
+/// ```
+/// use evstream::{EventLoop, ServerOptions, TcpServer};
+///
+/// let ev = EventLoop::new()?;
+/// let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", ServerOptions::new())?;
+/// assert_ne!(server.local_addr().port(), 0);
+/// server.close();
+/// # Ok::<(), evstream::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TcpServer {
+    shared: Arc<ServerShared>,
+}
+
+impl fmt::Debug for TcpServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpServer")
+            .field("local_addr", &self.shared.local_addr)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl TcpServer {
+    /// Binds a listening socket to `addr` (port 0 picks a free port) and
+    /// starts accepting on `handle`'s loop.
+    ///
+    /// The socket is bound on the calling thread, so an address in use is
+    /// reported here and [`local_addr`](TcpServer::local_addr) is known at
+    /// once.
+    ///
+    /// # Errors
+    ///
+    /// Invalid connection options, an address that does not resolve, or
+    /// the operating system refusing to bind or listen.
+    pub fn bind(
+        handle: &LoopHandle,
+        addr: impl ToSocketAddrs,
+        options: ServerOptions,
+    ) -> Result<TcpServer> {
+        options.connection.validate()?;
+        let mut last_error = None;
+        let addrs = addr.to_socket_addrs().map_err(Error::from)?;
+        for addr in addrs {
+            match listen(addr, &options) {
+                Ok(listener) => return Ok(Self::start(handle, listener, options)?),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error
+            .map(Error::from)
+            .unwrap_or_else(|| Error::InvalidInput("address resolved to nothing".into())))
+    }
+
+    fn start(
+        handle: &LoopHandle,
+        listener: TcpListener,
+        options: ServerOptions,
+    ) -> io::Result<TcpServer> {
+        let shared = Arc::new(ServerShared {
+            handle: handle.clone(),
+            local_addr: listener.local_addr()?,
+            key: AtomicUsize::new(UNREGISTERED),
+            closed: AtomicBool::new(false),
+        });
+        let server = shared.clone();
+        let TcpOptions {
+            callbacks, config, ..
+        } = options.connection;
+        handle.call(move |core| {
+            let key = core.reserve_key();
+            server.key.store(key, Ordering::SeqCst);
+            if server.closed.load(Ordering::SeqCst) {
+                core.unreserve(key);
+                return;
+            }
+            match Registration::new(core.poller(), Arc::new(listener), key) {
+                Ok(registration) => core.fill(
+                    key,
+                    Box::new(Acceptor {
+                        shared: server,
+                        registration,
+                        callbacks,
+                        config,
+                    }),
+                ),
+                Err(err) => {
+                    eprintln!("evstream: cannot register server socket: {err}");
+                    server.closed.store(true, Ordering::SeqCst);
+                    core.unreserve(key);
+                }
+            }
+        });
+        Ok(TcpServer { shared })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The loop the server accepts on.
+    pub fn loop_handle(&self) -> &LoopHandle {
+        &self.shared.handle
+    }
+
+    /// Stops listening and releases the socket (cl-async's
+    /// `close-tcp-server`). Connections already accepted go on.
+    /// Idempotent.
+    pub fn close(&self) {
+        if !self.shared.closed.swap(true, Ordering::SeqCst) {
+            let key = self.shared.key.load(Ordering::SeqCst);
+            if key != UNREGISTERED {
+                self.shared.handle.wake_source(key);
+            }
+        }
+    }
+
+    /// Whether [`close`](TcpServer::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+}
+
+fn listen(addr: SocketAddr, options: &ServerOptions) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(options.reuse_address)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(options.backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The loop-side half of a server.
+struct Acceptor {
+    shared: Arc<ServerShared>,
+    registration: Registration<TcpListener>,
+    callbacks: Callbacks,
+    config: Config,
+}
+
+impl Acceptor {
+    fn accept_all(&mut self, core: &mut Core, key: usize) {
+        loop {
+            match self.registration.source().accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let conn = Conn::new(
+                        self.shared.handle.clone(),
+                        self.config.clone(),
+                        &self.callbacks,
+                        WriteState::Connecting,
+                        None,
+                    );
+                    Driver::spawn(core, conn, self.callbacks.clone(), Target::Accepted(stream));
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(_) => {
+                    // Out of descriptors or memory: the waiting connections
+                    // stay queued; try again shortly.
+                    core.add_timer(core.now() + ACCEPT_RETRY, key, TOKEN_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Source for Acceptor {
+    fn on_ready(&mut self, core: &mut Core, key: usize, readable: bool, _writable: bool) -> Step {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Step::Remove;
+        }
+        if readable {
+            self.accept_all(core, key);
+        }
+        Step::Keep
+    }
+
+    fn on_wake(&mut self, core: &mut Core, key: usize) -> Step {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Step::Remove;
+        }
+        // Connections may have queued before registration.
+        self.accept_all(core, key);
+        Step::Keep
+    }
+
+    fn on_timer(&mut self, core: &mut Core, key: usize, token: u64) -> Step {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Step::Remove;
+        }
+        if token == TOKEN_RETRY {
+            self.accept_all(core, key);
+        }
+        Step::Keep
+    }
+}
