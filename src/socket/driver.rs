@@ -146,6 +146,8 @@ pub(crate) struct Driver {
     released: bool,
     suspended: bool,
     read_more: bool,
+    // notify_cb took bytes and left some: call it again next turn.
+    renotify: bool,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     last_read: Instant,
@@ -178,6 +180,7 @@ impl Driver {
             released: false,
             suspended: false,
             read_more: false,
+            renotify: false,
             read_timeout,
             write_timeout,
             last_read: now,
@@ -439,11 +442,10 @@ impl Driver {
                     if limited {
                         space -= n;
                     }
-                    // Edge-triggered: a short read proves the kernel queue
-                    // is empty, and new data will raise a new edge.
-                    if n < asked {
-                        break;
-                    }
+                    // Even after a short read, go on until `WouldBlock`: a
+                    // FIN that arrived with the data raises no further edge,
+                    // and `polling` does not report EPOLLRDHUP, which would
+                    // tell the two cases apart.
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -782,7 +784,14 @@ impl Driver {
         }
         if outcome.notify && panicked.is_none() {
             if let Some(cb) = &callbacks.notify {
+                let before = lock(&self.conn.input).buf.len();
                 run(&mut panicked, invoke(cb, |f| f(&socket)));
+                let after = lock(&self.conn.input).buf.len();
+                // A reader that takes part of what is ready each time is
+                // called again until it stops making progress, so it can
+                // never stall on bytes that are buffered but not new (for
+                // instance with reading suspended at the watermark).
+                self.renotify = after > 0 && after < before;
             }
         }
         if outcome.write_cb && panicked.is_none() {
@@ -850,9 +859,9 @@ impl Driver {
             self.socket = None;
             return Step::Remove;
         }
-        if self.read_more {
-            // `on_wake` sees the flag and reads again, after the other
-            // sources that were ready on this turn.
+        if self.read_more || self.renotify {
+            // `on_wake` sees the flags and reads or notifies again, after
+            // the other sources that were ready on this turn.
             core.wake_later(key);
         }
         self.update_timers(core, key);
@@ -920,6 +929,13 @@ impl Source for Driver {
         if self.read_more && !self.released {
             self.read_more = false;
             self.read(core);
+        }
+        if self.renotify && !self.released {
+            self.renotify = false;
+            let len = lock(&self.conn.input).buf.len();
+            if len > 0 && len >= self.conn.config.read_low_watermark {
+                self.outcome.notify = true;
+            }
         }
         self.settle(core, key)
     }
