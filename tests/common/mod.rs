@@ -1,0 +1,143 @@
+//! Helpers shared by the integration tests: a loop on a background thread,
+//! event channels, seeded data, bounded waits. Every wait here is bounded by
+//! [`WAIT`] and waits on an event, never on a sleep.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use evstream::{Event, EventLoop, LoopHandle, Socket};
+
+/// The bound on every wait in the tests: generous, so a loaded machine does
+/// not fail them, yet finite, so a broken rule fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A loop running on a background thread, stopped when dropped.
+pub struct LoopThread {
+    pub handle: LoopHandle,
+}
+
+impl LoopThread {
+    pub fn start() -> LoopThread {
+        LoopThread {
+            handle: EventLoop::spawn().expect("spawn a loop"),
+        }
+    }
+}
+
+impl Drop for LoopThread {
+    fn drop(&mut self) {
+        self.handle.stop();
+    }
+}
+
+/// An `event_cb` that forwards every event to a channel.
+pub fn event_channel() -> (
+    impl FnMut(&Socket, Event) + Send + Clone + 'static,
+    Receiver<Event>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Arc::new(std::sync::Mutex::new(tx));
+    (
+        move |_: &Socket, event: Event| {
+            let _ = tx.lock().unwrap().send(event);
+        },
+        rx,
+    )
+}
+
+/// Waits (bounded) for the first event matching `pred`, returning it;
+/// panics with the events seen if none comes.
+pub fn wait_event(rx: &Receiver<Event>, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(event) if pred(&event) => return event,
+            Ok(event) => seen.push(event),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                panic!("no {what} event within {WAIT:?}; saw {seen:?}")
+            }
+        }
+    }
+}
+
+/// Receives one value within [`WAIT`] or panics naming `what`.
+pub fn recv<T>(rx: &Receiver<T>, what: &str) -> T {
+    rx.recv_timeout(WAIT)
+        .unwrap_or_else(|err| panic!("no {what} within {WAIT:?}: {err}"))
+}
+
+/// A channel whose sender can be moved into `Send` callbacks (cloned per
+/// call site).
+pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
+    mpsc::channel()
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
+pub fn random_data(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A plain blocking std listener on loopback, for a peer the tests control
+/// byte by byte.
+pub fn std_listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// Accepts one connection with a bounded wait.
+pub fn accept(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(false).unwrap();
+    // `accept` has no timeout: run it on a thread and wait on a channel.
+    let listener = listener.try_clone().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(listener.accept().map(|(stream, _)| stream));
+    });
+    let stream = recv(&rx, "accepted connection").expect("accept");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+/// Connects a blocking std client with read/write timeouts set to [`WAIT`].
+pub fn std_connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+/// Reads from a std stream until EOF (bounded by its read timeout).
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("read to EOF");
+    out
+}
+
+/// Writes all of `data` to a std stream.
+pub fn write_all(stream: &mut TcpStream, data: &[u8]) {
+    stream.write_all(data).expect("write_all");
+}
+
+/// Sets SO_LINGER 0 and drops the stream, so the peer gets a reset.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+}
