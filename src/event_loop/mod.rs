@@ -87,6 +87,37 @@ enum Command {
     Wake(usize),
     Call(Box<dyn FnOnce(&mut Core) + Send>),
     CancelTimer(u64),
+    PollTask(usize),
+}
+
+type TaskFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A future spawned on the loop with [`LoopHandle::spawn`].
+struct Task {
+    future: Option<TaskFuture>,
+    state: Arc<TaskWaker>,
+    waker: Waker,
+}
+
+/// Wakes a spawned task by queueing a poll of it on its loop.
+struct TaskWaker {
+    key: usize,
+    scheduled: AtomicBool,
+    shared: Weak<Shared>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            if let Some(shared) = self.shared.upgrade() {
+                shared.post(Command::PollTask(self.key));
+            }
+        }
+    }
 }
 
 /// The part of a loop every handle shares.
@@ -213,6 +244,45 @@ impl LoopHandle {
         }
     }
 
+    /// Runs `future` to completion on the loop thread (a minimal executor,
+    /// so callback-style APIs can be written as `async` code).
+    ///
+    /// The task is polled on the loop thread whenever its waker fires; a
+    /// pending task keeps [`EventLoop::run`] from returning. A panic in the
+    /// task is caught and printed to standard error, and the task dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ev = evstream::EventLoop::new()?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// ev.handle().spawn(async move { tx.send(1 + 1).unwrap() });
+    /// ev.run()?;
+    /// assert_eq!(rx.try_recv(), Ok(2));
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let future: TaskFuture = Box::pin(future);
+        self.call(move |core| {
+            let entry = core.tasks.vacant_entry();
+            let key = entry.key();
+            let state = Arc::new(TaskWaker {
+                key,
+                scheduled: AtomicBool::new(true),
+                shared: Arc::downgrade(&core.shared),
+            });
+            entry.insert(Task {
+                future: Some(future),
+                waker: Waker::from(state.clone()),
+                state,
+            });
+            core.commands.push_back(Command::PollTask(key));
+        });
+    }
+
     /// Runs `f` with the loop's core on the loop thread.
     pub(crate) fn call(&self, f: impl FnOnce(&mut Core) + Send + 'static) {
         self.shared.post(Command::Call(Box::new(f)));
@@ -245,6 +315,7 @@ impl Timer {
 pub(crate) struct Core {
     shared: Arc<Shared>,
     sources: Slab<Option<Box<dyn Source>>>,
+    tasks: Slab<Task>,
     timers: TimerHeap,
     user_timers: HashMap<u64, Box<dyn FnOnce() + Send>>,
     // Sources to wake on this turn, from the loop thread itself.
@@ -330,10 +401,42 @@ impl Core {
                 Command::CancelTimer(id) => {
                     self.user_timers.remove(&id);
                 }
+                Command::PollTask(key) => self.poll_task(key),
             }
         }
         while let Some(key) = self.pending_wakes.pop_front() {
             self.dispatch(key, |s, core| s.on_wake(core, key));
+        }
+    }
+
+    fn poll_task(&mut self, key: usize) {
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let Some(mut future) = task.future.take() else {
+            return;
+        };
+        let waker = task.waker.clone();
+        // Cleared before polling: a wake during the poll schedules another.
+        task.state.scheduled.store(false, Ordering::Release);
+        let mut cx = Context::from_waker(&waker);
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+        match polled {
+            Ok(Poll::Pending) => {
+                if let Some(task) = self.tasks.get_mut(key) {
+                    task.future = Some(future);
+                }
+            }
+            Ok(Poll::Ready(())) => {
+                self.tasks.remove(key);
+            }
+            Err(payload) => {
+                eprintln!(
+                    "evstream: a spawned task panicked: {}",
+                    panic_message(&*payload)
+                );
+                self.tasks.remove(key);
+            }
         }
     }
 
@@ -363,7 +466,10 @@ impl Core {
 
     /// True when nothing is left that could ever produce an event.
     fn is_idle(&self) -> bool {
-        self.sources.is_empty() && self.user_timers.is_empty() && !self.has_queued_work()
+        self.sources.is_empty()
+            && self.tasks.is_empty()
+            && self.user_timers.is_empty()
+            && !self.has_queued_work()
     }
 
     /// One turn: run queued work and due timers, then wait for I/O (never
@@ -494,6 +600,7 @@ impl EventLoop {
             core: Core {
                 shared,
                 sources: Slab::new(),
+                tasks: Slab::new(),
                 timers: TimerHeap::default(),
                 user_timers: HashMap::new(),
                 pending_wakes: VecDeque::new(),
@@ -636,6 +743,23 @@ impl EventLoop {
             })?;
         Ok(handle)
     }
+}
+
+/// The process-wide default loop, started on a background thread on first
+/// use and never stopped: what [`AsyncIoStream::connect`] uses, so a user
+/// with no loop of their own gets going in one line.
+///
+/// [`AsyncIoStream::connect`]: crate::AsyncIoStream::connect
+///
+/// # Panics
+///
+/// If the operating system cannot create the loop's poller or thread the
+/// first time.
+pub fn default_loop() -> LoopHandle {
+    static DEFAULT: std::sync::OnceLock<LoopHandle> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| EventLoop::spawn().expect("evstream: cannot start the default event loop"))
+        .clone()
 }
 
 struct BlockOnWaker {

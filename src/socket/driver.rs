@@ -305,13 +305,16 @@ impl Driver {
         if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {
             let _ = self.conn.addrs.set((local, peer));
         }
-        {
+        let wakers = {
             let mut out = lock(&self.conn.output);
             out.stream = Some(stream);
             if out.state == WriteState::Connecting {
                 out.state = WriteState::Open;
             }
-        }
+            out.take_wakers()
+        };
+        // Whoever waits for the connection (a connect future) goes on now.
+        wake_all(wakers);
         self.phase = Phase::Open;
         self.last_read = core.now();
         self.last_write = core.now();
@@ -755,6 +758,22 @@ impl Driver {
     /// in one of them ends the connection with `CallbackPanicked`.
     fn report(&mut self) {
         if !self.has_something_to_report() {
+            return;
+        }
+        let c = &self.callbacks;
+        let any = c.read.is_some()
+            || c.notify.is_some()
+            || c.write.is_some()
+            || c.event.is_some()
+            || c.connect.is_some();
+        if !any {
+            // Nobody to tell. Making a handle here could also close a
+            // connection whose lifetime follows its handles.
+            let error = self.outcome.error.take();
+            self.outcome = Outcome {
+                error,
+                ..Outcome::default()
+            };
             return;
         }
         let socket = self.callback_socket();

@@ -24,13 +24,13 @@ use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::buffer::Buffer;
-use crate::error::{Error, Limit, Result};
+use crate::error::{Error, Limit, Result, TimeoutKind};
 use crate::event_loop::{lock, LoopHandle};
 
 /// A callback shared by every connection of a server, hence `Arc<Mutex<…>>`:
@@ -147,11 +147,6 @@ pub(crate) struct Input {
 }
 
 impl Input {
-    /// Whether no byte will ever be appended again.
-    pub(crate) fn is_finished(&self) -> bool {
-        self.eof || self.closed || self.error.is_some()
-    }
-
     /// Registers a waker to be woken on the next append, EOF or error.
     pub(crate) fn register(&mut self, waker: &Waker) {
         register_waker(&mut self.wakers, waker);
@@ -306,13 +301,10 @@ impl Conn {
 
     /// Appends `data` to the output, writing straight to the kernel when the
     /// connection is idle. `owned` is `data` as `Bytes` when the caller has
-    /// it, so a remainder can be queued without copying.
+    /// it, so a remainder can be queued without copying. Refuses to grow the
+    /// output past `max_buffer_size`.
     fn write_inner(&self, data: &[u8], owned: Option<Bytes>) -> Result<()> {
-        if data.is_empty() {
-            return lock(&self.output).check_writable();
-        }
-        let mut requests = 0;
-        let result = {
+        let (result, requests) = {
             let mut out = lock(&self.output);
             out.check_writable()?;
             let limit = self.config.max_buffer_size;
@@ -322,67 +314,184 @@ impl Conn {
                     limit,
                 });
             }
-            let mut written = 0;
-            let mut result = Ok(());
-            let idle = out.buf.is_empty()
-                && out.state == WriteState::Open
-                && !out.awaiting_writable
-                && !out.flush_queued;
-            if idle {
-                let stream = out
-                    .stream
-                    .clone()
-                    .expect("an open connection has its socket");
-                while written < data.len() {
-                    match (&*stream).write(&data[written..]) {
-                        Ok(0) => {
-                            result = Err(Error::from(io::Error::from(io::ErrorKind::WriteZero)));
-                            break;
-                        }
-                        Ok(n) => written += n,
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                            // The kernel buffer is full, so an edge-triggered
-                            // writable event will follow when it drains.
-                            out.awaiting_writable = true;
-                            break;
-                        }
-                        Err(err) => {
-                            result = Err(Error::from(err));
-                            break;
-                        }
-                    }
-                }
-                if let Err(err) = &result {
-                    out.error = Some(err.clone());
-                    requests |= REQ_WRITE_FAILED;
-                } else if written == data.len() && self.has_write_cb {
-                    requests |= REQ_WRITE_CB;
-                } else if written > 0 && written < data.len() {
-                    // A short write also means the kernel buffer is full.
-                    out.awaiting_writable = true;
-                }
-            }
-            if result.is_ok() && written < data.len() {
-                match owned {
-                    Some(bytes) => out.buf.push(bytes.slice(written..)),
-                    None => out.buf.extend_from_slice(&data[written..]),
-                }
-                let can_flush = out.state == WriteState::Open;
-                if can_flush && !out.awaiting_writable && !out.flush_queued {
-                    out.flush_queued = true;
-                    requests |= REQ_FLUSH;
-                }
-                if can_flush && lock(&self.timeouts).1.is_some() {
-                    requests |= REQ_TIMERS;
-                }
-            }
-            result
+            self.write_locked(&mut out, data, owned)
         };
         if requests != 0 {
             self.request(requests);
         }
         result
+    }
+
+    /// The stream form of a write: accepts as much of `data` as fits under
+    /// the write high watermark and returns how much, or `Pending` (with
+    /// `waker` registered) when the output is at the watermark.
+    pub(crate) fn try_write(
+        &self,
+        data: &[u8],
+        owned: Option<&Bytes>,
+        waker: Option<&Waker>,
+    ) -> Poll<Result<usize>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let (result, requests) = {
+            let mut out = lock(&self.output);
+            if let Err(err) = out.check_writable() {
+                return Poll::Ready(Err(err));
+            }
+            let high = self
+                .config
+                .write_high_watermark
+                .min(self.config.max_buffer_size);
+            if out.buf.len() >= high {
+                if out.timed_out {
+                    out.timed_out = false;
+                    return Poll::Ready(Err(Error::TimedOut(TimeoutKind::Write)));
+                }
+                if let Some(waker) = waker {
+                    out.register(waker);
+                }
+                return Poll::Pending;
+            }
+            let accept = data.len().min(high - out.buf.len());
+            let owned = owned.map(|bytes| bytes.slice(..accept));
+            let (result, requests) = self.write_locked(&mut out, &data[..accept], owned);
+            (result.map(|()| accept), requests)
+        };
+        if requests != 0 {
+            self.request(requests);
+        }
+        Poll::Ready(result)
+    }
+
+    /// The common part of every write, under the output lock. Returns the
+    /// result and the requests to leave for the loop once unlocked.
+    fn write_locked(
+        &self,
+        out: &mut Output,
+        data: &[u8],
+        owned: Option<Bytes>,
+    ) -> (Result<()>, u32) {
+        let mut requests = 0;
+        if data.is_empty() {
+            return (Ok(()), 0);
+        }
+        let mut written = 0;
+        let mut result = Ok(());
+        let idle = out.buf.is_empty()
+            && out.state == WriteState::Open
+            && !out.awaiting_writable
+            && !out.flush_queued;
+        if idle {
+            let stream = out
+                .stream
+                .clone()
+                .expect("an open connection has its socket");
+            while written < data.len() {
+                match (&*stream).write(&data[written..]) {
+                    Ok(0) => {
+                        result = Err(Error::from(io::Error::from(io::ErrorKind::WriteZero)));
+                        break;
+                    }
+                    Ok(n) => written += n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        // The kernel buffer is full, so an edge-triggered
+                        // writable event will follow when it drains.
+                        out.awaiting_writable = true;
+                        break;
+                    }
+                    Err(err) => {
+                        result = Err(Error::from(err));
+                        break;
+                    }
+                }
+            }
+            if let Err(err) = &result {
+                out.error = Some(err.clone());
+                requests |= REQ_WRITE_FAILED;
+            } else if written == data.len() && self.has_write_cb {
+                requests |= REQ_WRITE_CB;
+            } else if written > 0 && written < data.len() {
+                // A short write also means the kernel buffer is full.
+                out.awaiting_writable = true;
+            }
+        }
+        if result.is_ok() && written < data.len() {
+            match owned {
+                Some(bytes) => out.buf.push(bytes.slice(written..)),
+                None => out.buf.extend_from_slice(&data[written..]),
+            }
+            let can_flush = out.state == WriteState::Open;
+            if can_flush && !out.awaiting_writable && !out.flush_queued {
+                out.flush_queued = true;
+                requests |= REQ_FLUSH;
+            }
+            if can_flush && lock(&self.timeouts).1.is_some() {
+                requests |= REQ_TIMERS;
+            }
+        }
+        (result, requests)
+    }
+
+    /// `Ready` once the output buffer is empty (handed to the kernel).
+    pub(crate) fn poll_flushed(&self, waker: Option<&Waker>) -> Poll<Result<()>> {
+        let mut out = lock(&self.output);
+        if let Some(err) = &out.error {
+            return Poll::Ready(Err(err.clone()));
+        }
+        if out.buf.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if out.state == WriteState::Closed {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        if out.timed_out {
+            out.timed_out = false;
+            return Poll::Ready(Err(Error::TimedOut(TimeoutKind::Write)));
+        }
+        if let Some(waker) = waker {
+            out.register(waker);
+        }
+        Poll::Pending
+    }
+
+    /// `Ready` once FIN has been handed to the kernel (or the socket is
+    /// released with nothing left to send).
+    pub(crate) fn poll_shut_down(&self, waker: &Waker) -> Poll<Result<()>> {
+        let mut out = lock(&self.output);
+        match out.state {
+            WriteState::Shutdown => Poll::Ready(Ok(())),
+            WriteState::Closed => Poll::Ready(match &out.error {
+                Some(err) if !out.buf.is_empty() => Err(err.clone()),
+                _ => Ok(()),
+            }),
+            _ => {
+                if let Some(err) = &out.error {
+                    return Poll::Ready(Err(err.clone()));
+                }
+                out.register(waker);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// `Ready` once connected, or with the reason it never will be.
+    pub(crate) fn poll_connected(&self, waker: &Waker) -> Poll<Result<()>> {
+        let mut out = lock(&self.output);
+        match out.state {
+            WriteState::Connecting => {
+                if let Some(err) = &out.error {
+                    return Poll::Ready(Err(err.clone()));
+                }
+                out.register(waker);
+                Poll::Pending
+            }
+            WriteState::Closed if self.addrs.get().is_none() => {
+                Poll::Ready(Err(out.error.clone().unwrap_or(Error::Closed)))
+            }
+            _ => Poll::Ready(Ok(())),
+        }
     }
 
     /// Runs `f` on the input and, if it consumed enough to leave a suspended
@@ -436,6 +545,10 @@ impl Conn {
     }
 
     pub(crate) fn shutdown_write(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            // After close() the write side is the loop's to shut down.
+            return Err(Error::Closed);
+        }
         {
             let mut out = lock(&self.output);
             match out.state {

@@ -66,11 +66,11 @@ pub fn tcp_connect(
         Err(_) => Target::Resolving,
     };
     let resolve = matches!(target, Target::Resolving);
-    let conn = start(handle, options, target, Some(host.to_string()))?;
+    let socket = start(handle, options, target, Some(host.to_string()))?;
     if resolve {
-        resolve::resolve(host.to_string(), port, conn.clone());
+        resolve::resolve(host.to_string(), port, socket.conn().clone());
     }
-    Ok(Socket::from_conn(conn))
+    Ok(socket)
 }
 
 /// Connects to an already resolved address; see [`tcp_connect`].
@@ -83,8 +83,7 @@ pub fn tcp_connect_addr(
     addr: SocketAddr,
     options: TcpOptions,
 ) -> Result<Socket> {
-    let conn = start(handle, options, Target::Addrs(vec![addr]), None)?;
-    Ok(Socket::from_conn(conn))
+    start(handle, options, Target::Addrs(vec![addr]), None)
 }
 
 fn start(
@@ -92,7 +91,7 @@ fn start(
     options: TcpOptions,
     target: Target,
     host: Option<String>,
-) -> Result<std::sync::Arc<Conn>> {
+) -> Result<Socket> {
     options.validate()?;
     let TcpOptions {
         callbacks,
@@ -109,7 +108,10 @@ fn start(
     if let Some(data) = data {
         lock(&conn.output).buf.push(data);
     }
-    let for_loop = conn.clone();
-    handle.call(move |core| Driver::spawn(core, for_loop, callbacks, target));
-    Ok(conn)
+    // The user's handle must exist before the loop can see the connection:
+    // otherwise a handle the loop makes and drops for a callback could be
+    // taken for the last one, closing a connection without callbacks.
+    let socket = Socket::from_conn(conn.clone());
+    handle.call(move |core| Driver::spawn(core, conn, callbacks, target));
+    Ok(socket)
 }
