@@ -481,7 +481,9 @@ impl Core {
         self.run_timers();
         self.run_commands();
 
-        let timeout = if must_not_sleep() || self.has_queued_work() {
+        // Nothing left that could wake us (the last timer just fired, say):
+        // sleeping would be forever, so only poll; `run` then sees it idle.
+        let timeout = if must_not_sleep() || self.has_queued_work() || self.is_idle() {
             Some(Duration::ZERO)
         } else {
             self.timers

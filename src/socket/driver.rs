@@ -384,10 +384,10 @@ impl Driver {
         if after < before {
             self.last_write = core.now();
             self.write_timed_out = false;
-            if self.callbacks.write.is_some()
-                && before > self.conn.config.write_low_watermark
-                && after <= self.conn.config.write_low_watermark
-            {
+            // Any progress that ends at or below the low watermark: what
+            // was queued may already have been below it (a partial direct
+            // write), and a producer refilling from write_cb must hear of it.
+            if self.callbacks.write.is_some() && after <= self.conn.config.write_low_watermark {
                 self.outcome.write_cb = true;
             }
         }
@@ -921,7 +921,14 @@ fn connect_nonblocking(addr: SocketAddr, config: &super::Config) -> io::Result<T
 impl Source for Driver {
     fn on_ready(&mut self, core: &mut Core, key: usize, readable: bool, writable: bool) -> Step {
         match self.phase {
-            Phase::Connecting { .. } => self.check_connect(core, key),
+            Phase::Connecting { .. } => {
+                self.check_connect(core, key);
+                // Bytes may have arrived with the connect completion, and
+                // that edge will not come again.
+                if readable && matches!(self.phase, Phase::Open) {
+                    self.read(core);
+                }
+            }
             Phase::Open | Phase::Lingering => {
                 if writable {
                     self.flush(core);

@@ -113,7 +113,6 @@ impl TcpOptions {
     /// event brings more than a read block holds).
     pub fn read_cb(mut self, callback: impl FnMut(&Socket, Bytes) + Send + 'static) -> Self {
         self.callbacks.read = Some(Arc::new(Mutex::new(callback)));
-        self.config.dont_drain = false;
         self
     }
 
@@ -156,8 +155,8 @@ impl TcpOptions {
 
     /// Keep received bytes in the input buffer (cl-async's
     /// `:dont-drain-read-buffer`). Connecting with this and a
-    /// [`read_cb`](TcpOptions::read_cb) is an error: use
-    /// [`notify_cb`](TcpOptions::notify_cb).
+    /// [`read_cb`](TcpOptions::read_cb), in either order, is an error
+    /// ([`Error::InvalidInput`]): use [`notify_cb`](TcpOptions::notify_cb).
     pub fn dont_drain(mut self, dont_drain: bool) -> Self {
         self.config.dont_drain = dont_drain;
         self
@@ -242,6 +241,9 @@ impl TcpOptions {
         let invalid = |message: &str| Err(Error::InvalidInput(message.to_string()));
         if c.dont_drain && self.callbacks.read.is_some() {
             return invalid("read_cb receives drained bytes; in dont-drain mode use notify_cb");
+        }
+        if !c.dont_drain && self.callbacks.notify.is_some() {
+            return invalid("notify_cb needs dont-drain mode (dont_drain(false) was set after it)");
         }
         if c.read_chunk_size == 0 {
             return invalid("read_chunk_size must be at least 1");
