@@ -2,7 +2,10 @@
 //! exchanging data both ways, first in drain mode (the loop hands new bytes
 //! to `read_cb`) and then in dont-drain mode (the loop leaves them in the
 //! input buffer; `notify_cb` only says they are there and the application
-//! reads when it likes). It prints what happened and exits on its own.
+//! reads when it likes), then through the stream types: a server task
+//! reading lines with `AsyncBufRead`, and a client whose write half runs on
+//! a blocking std thread while its read half is a future on the loop. It
+//! prints what happened and exits on its own.
 //!
 //! Run it with `cargo run --release --example demo`.
 
@@ -10,8 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use std::io::Write;
+
 use bytes::Bytes;
-use evstream::{tcp_connect, Event, EventLoop, ServerOptions, Socket, TcpOptions, TcpServer};
+use evstream::{
+    tcp_connect, AsyncIoStream, Event, EventLoop, ServerOptions, Socket, TcpOptions, TcpServer,
+};
+use futures_lite::io::{AsyncBufReadExt, AsyncWriteExt};
+use futures_lite::StreamExt;
 
 /// How much the client streams to the server in the dont-drain part.
 const STREAM_BYTES: usize = 64 * 1024 * 1024;
@@ -188,6 +197,66 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (STREAM_BYTES >> 20) as f64 / elapsed.as_secs_f64(),
         notifications.load(Ordering::Relaxed),
     );
+    // ---- Part 3: streams ---------------------------------------------------
+    // The server hands each accepted connection's stream to a task on the
+    // loop, which upper-cases lines until the client half-closes.
+    let task_handle = handle.clone();
+    let shouter = TcpServer::bind(
+        &handle,
+        "127.0.0.1:0",
+        ServerOptions::new().connection(TcpOptions::new().stream_connect_cb(move |stream| {
+            task_handle.spawn(async move {
+                let (input, mut output) = stream.into_split();
+                let mut lines = input.lines();
+                let mut count = 0;
+                while let Some(Ok(line)) = lines.next().await {
+                    let reply = format!("{}\n", line.to_uppercase());
+                    AsyncWriteExt::write_all(&mut output, reply.as_bytes())
+                        .await
+                        .expect("reply");
+                    count += 1;
+                }
+                // poll_close: flush, then FIN; the client's reader sees the end.
+                output.close().await.expect("close");
+                println!("[stream server] upper-cased {count} lines");
+            });
+        })),
+    )?;
+    let lines_to_send = 20_000;
+    let port = shouter.local_addr().port();
+    let connect = AsyncIoStream::connect_with(&handle, "127.0.0.1", port, TcpOptions::new());
+    let stream = ev.block_on(connect)??;
+    let (input, output) = stream.into_split();
+    // The write half on a plain thread, with blocking std Write.
+    let writer = std::thread::spawn(move || {
+        let mut blocking = output.blocking();
+        for i in 0..lines_to_send {
+            writeln!(blocking, "line {i} from a blocking thread").expect("write");
+        }
+        blocking.flush().expect("flush");
+        blocking
+            .get_ref()
+            .socket()
+            .shutdown_write()
+            .expect("half-close");
+    });
+    // The read half as a future driven by the loop itself.
+    let replies = ev.block_on(async move {
+        let mut lines = input.lines();
+        let mut n = 0;
+        while let Some(line) = lines.next().await {
+            let line = line.expect("reply line");
+            assert_eq!(line, format!("LINE {n} FROM A BLOCKING THREAD"));
+            n += 1;
+        }
+        n
+    })?;
+    writer.join().expect("writer thread");
+    shouter.close();
+    ev.run()?;
+    assert_eq!(replies, lines_to_send);
+    println!("part 3 done: {replies} lines written by a thread, upper-cased by a task, read by a future\n");
+
     println!(
         "demo finished in {:.2} s: every byte checked",
         started.elapsed().as_secs_f64()
