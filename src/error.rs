@@ -100,6 +100,7 @@ impl fmt::Display for Limit {
 /// | `WriteClosed` | `BrokenPipe` |
 /// | `LimitExceeded`, `InvalidData` | `InvalidData` |
 /// | `Resolve` | `NotFound` |
+/// | `UnexpectedEof` | `UnexpectedEof` |
 /// | `InvalidInput` | `InvalidInput` |
 /// | `WouldDeadlock` | `Deadlock` |
 /// | `CallbackPanicked` | `Other` |
@@ -153,6 +154,16 @@ pub enum Error {
     /// The peer sent something that cannot be decoded.
     #[error("invalid data: {0}")]
     InvalidData(String),
+    /// The connection ended before a read was satisfied.
+    #[error("connection ended after {received} of {needed} bytes")]
+    UnexpectedEof {
+        /// What the read needed (for a delimiter search: at least one byte
+        /// more than arrived).
+        needed: usize,
+        /// What had arrived when the connection ended; those bytes stay in
+        /// the input buffer.
+        received: usize,
+    },
     /// The caller passed a value or configuration that cannot work.
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -179,6 +190,7 @@ impl Error {
             Error::WriteClosed => io::ErrorKind::BrokenPipe,
             Error::LimitExceeded { .. } | Error::InvalidData(_) => io::ErrorKind::InvalidData,
             Error::Resolve { .. } => io::ErrorKind::NotFound,
+            Error::UnexpectedEof { .. } => io::ErrorKind::UnexpectedEof,
             Error::InvalidInput(_) => io::ErrorKind::InvalidInput,
             Error::WouldDeadlock => io::ErrorKind::Deadlock,
             Error::CallbackPanicked(_) => io::ErrorKind::Other,
@@ -270,6 +282,13 @@ mod tests {
                 io::ErrorKind::NotFound,
             ),
             (Error::InvalidData("x".into()), io::ErrorKind::InvalidData),
+            (
+                Error::UnexpectedEof {
+                    needed: 4,
+                    received: 1,
+                },
+                io::ErrorKind::UnexpectedEof,
+            ),
             (Error::InvalidInput("x".into()), io::ErrorKind::InvalidInput),
             (Error::WouldDeadlock, io::ErrorKind::Deadlock),
             (Error::CallbackPanicked("x".into()), io::ErrorKind::Other),

@@ -163,7 +163,9 @@ pub use buffer::{Buffer, Eol};
 pub use error::{Direction, Error, Event, Limit, Result, TimeoutKind};
 pub use event_loop::{default_loop, EventLoop, LoopHandle, Timer};
 pub use socket::Socket;
-pub use stream::{AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, ReuniteError};
+pub use stream::{
+    AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, LimitPolicy, ReuniteError,
+};
 pub use tcp::{
     tcp_connect, tcp_connect_addr, ServerOptions, TcpOptions, TcpServer, DEFAULT_CLOSE_LINGER,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE, DEFAULT_READ_CHUNK_SIZE,

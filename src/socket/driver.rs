@@ -352,7 +352,10 @@ impl Driver {
                         error = Some(Error::from(io::Error::from(io::ErrorKind::WriteZero)));
                         break;
                     }
-                    Ok(n) => out.buf.drain(n),
+                    Ok(n) => {
+                        out.buf.drain(n);
+                        out.sent += n as u64;
+                    }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                     Err(err) => {
@@ -865,6 +868,19 @@ impl Driver {
         let _ = invoke(&cb, |f| f(&socket, Event::Closed));
     }
 
+    /// Runs the `on_close` callbacks, once, after the final event.
+    fn run_close_callbacks(&mut self) {
+        let callbacks = std::mem::take(&mut *lock(&self.conn.close_callbacks));
+        for callback in callbacks {
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(callback)) {
+                eprintln!(
+                    "evstream: an on_close callback panicked: {}",
+                    panic_message(&*payload)
+                );
+            }
+        }
+    }
+
     /// Reports what happened, releases a finished connection, re-arms
     /// timers: the common tail of every entry point.
     fn settle(&mut self, core: &mut Core, key: usize) -> Step {
@@ -875,6 +891,7 @@ impl Driver {
         }
         if self.released {
             self.report_release();
+            self.run_close_callbacks();
             self.socket = None;
             return Step::Remove;
         }

@@ -171,6 +171,10 @@ pub(crate) struct Output {
     pub(crate) error: Option<Error>,
     /// A write timeout expired that pending writers have not seen yet.
     pub(crate) timed_out: bool,
+    /// Bytes ever accepted for sending, and of those, handed to the kernel:
+    /// a write is complete once `sent` reaches its end offset.
+    pub(crate) accepted: u64,
+    pub(crate) sent: u64,
     wakers: Vec<Waker>,
 }
 
@@ -228,6 +232,10 @@ pub(crate) struct Conn {
     resolved: Mutex<Option<Result<Vec<SocketAddr>>>>,
     user_data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
     handles: AtomicUsize,
+    /// Run on the loop thread when the socket is released.
+    pub(crate) close_callbacks: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    /// Reads in progress through the IOStream-style helpers.
+    pub(crate) reads_in_progress: AtomicUsize,
     lifetime_is_explicit: bool,
     has_write_cb: bool,
     /// The host name the connection was asked for, if one was.
@@ -264,6 +272,8 @@ impl Conn {
                 flush_queued: false,
                 error: None,
                 timed_out: false,
+                accepted: 0,
+                sent: 0,
                 wakers: Vec::new(),
             }),
             addrs: OnceLock::new(),
@@ -273,6 +283,8 @@ impl Conn {
             resolved: Mutex::new(None),
             user_data: Mutex::new(None),
             handles: AtomicUsize::new(0),
+            close_callbacks: Mutex::new(Vec::new()),
+            reads_in_progress: AtomicUsize::new(0),
             lifetime_is_explicit: callbacks.keep_alive(),
             has_write_cb: callbacks.write.is_some(),
             host,
@@ -407,6 +419,7 @@ impl Conn {
                     }
                 }
             }
+            out.sent += written as u64;
             if let Err(err) = &result {
                 out.error = Some(err.clone());
                 requests |= REQ_WRITE_FAILED;
@@ -416,6 +429,9 @@ impl Conn {
                 // A short write also means the kernel buffer is full.
                 out.awaiting_writable = true;
             }
+        }
+        if result.is_ok() {
+            out.accepted += data.len() as u64;
         }
         if result.is_ok() && written < data.len() {
             match owned {
@@ -474,6 +490,33 @@ impl Conn {
                 Poll::Pending
             }
         }
+    }
+
+    /// `Ready` once the kernel has taken every byte accepted before
+    /// `target` (an `Output::accepted` offset).
+    pub(crate) fn poll_sent(&self, target: u64, waker: &Waker) -> Poll<Result<()>> {
+        let mut out = lock(&self.output);
+        if out.sent >= target {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(err) = &out.error {
+            return Poll::Ready(Err(err.clone()));
+        }
+        if out.state == WriteState::Closed {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        out.register(waker);
+        Poll::Pending
+    }
+
+    /// `Ready` once the loop has released the socket.
+    pub(crate) fn poll_released(&self, waker: &Waker) -> Poll<()> {
+        let mut out = lock(&self.output);
+        if out.state == WriteState::Closed {
+            return Poll::Ready(());
+        }
+        out.register(waker);
+        Poll::Pending
     }
 
     /// `Ready` once connected, or with the reason it never will be.
@@ -831,6 +874,78 @@ impl Socket {
     /// Whether the peer has sent FIN.
     pub fn is_eof(&self) -> bool {
         lock(&self.inner.conn.input).eof
+    }
+
+    /// Queues `data` like [`write`](Socket::write) and returns the offset
+    /// in the connection's output at which it ends, for
+    /// [`sent`](Socket::sent).
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Socket::write).
+    pub fn write_tracked(&self, data: &[u8]) -> Result<u64> {
+        self.check_open()?;
+        self.inner.conn.write_inner(data, None)?;
+        Ok(lock(&self.inner.conn.output).accepted)
+    }
+
+    /// Completes once every byte queued up to `offset` (from
+    /// [`write_tracked`](Socket::write_tracked)) has been handed to the
+    /// kernel: turbo's `write(data, callback)`.
+    ///
+    /// # Errors
+    ///
+    /// The connection's error, or [`Error::Closed`] if it was released
+    /// before those bytes went out.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits; the bytes are sent either way.
+    pub async fn sent(&self, offset: u64) -> Result<()> {
+        let conn = self.inner.conn.clone();
+        std::future::poll_fn(|cx| conn.poll_sent(offset, cx.waker())).await
+    }
+
+    /// Calls `callback` on the loop thread once the connection is released
+    /// (turbo's `set_close_callback`). If it already is, the callback runs on
+    /// the loop's next turn.
+    pub fn on_close(&self, callback: impl FnOnce() + Send + 'static) {
+        let conn = &self.inner.conn;
+        let released = {
+            // Checked under the output lock, which the loop takes to mark
+            // the release, so the callback is either queued or run here.
+            let out = lock(&conn.output);
+            let released = out.state == WriteState::Closed;
+            if !released {
+                lock(&conn.close_callbacks).push(Box::new(callback));
+                return;
+            }
+            drop(out);
+            Box::new(callback) as Box<dyn FnOnce() + Send>
+        };
+        conn.handle.delay(Duration::ZERO, released);
+    }
+
+    /// Completes once the connection is released, whatever the reason.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn closed(&self) {
+        let conn = self.inner.conn.clone();
+        std::future::poll_fn(|cx| conn.poll_released(cx.waker())).await
+    }
+
+    /// Whether an IOStream-style read (`read_until`, `read_bytes`…) is in
+    /// progress on this connection (turbo's `reading()`).
+    pub fn reading(&self) -> bool {
+        self.inner.conn.reads_in_progress.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether output is waiting to be handed to the kernel (turbo's
+    /// `writing()`).
+    pub fn writing(&self) -> bool {
+        !lock(&self.inner.conn.output).buf.is_empty()
     }
 }
 

@@ -11,8 +11,10 @@
 //! the rest back at the front of the input buffer.
 
 mod blocking;
+mod read;
 
 pub use blocking::Blocking;
+pub use read::LimitPolicy;
 
 use std::fmt;
 use std::future::poll_fn;
@@ -36,6 +38,8 @@ struct ReadHalf {
     socket: Socket,
     /// The chunk `poll_fill_buf` lent out, not yet consumed.
     current: Bytes,
+    /// What an IOStream-style read does when its limit is exceeded.
+    policy: LimitPolicy,
 }
 
 impl ReadHalf {
@@ -43,6 +47,7 @@ impl ReadHalf {
         ReadHalf {
             socket,
             current: Bytes::new(),
+            policy: LimitPolicy::default(),
         }
     }
 
@@ -56,6 +61,7 @@ impl ReadHalf {
         ReadHalf {
             socket: self.socket.clone(),
             current: std::mem::take(&mut self.current),
+            policy: self.policy,
         }
     }
 
@@ -334,6 +340,221 @@ macro_rules! impl_read {
             pub async fn read_until_close(&mut self) -> Result<Bytes> {
                 self.$($half).+.read_until_close().await
             }
+
+            /// What IOStream-style reads do when their `max_bytes` is
+            /// exceeded (close, the default, or pause).
+            pub fn set_limit_policy(&mut self, policy: LimitPolicy) {
+                self.$($half).+.policy = policy;
+            }
+
+            /// Reads up to and including the first `delimiter` (turbo's and
+            /// Tornado's `read_until`). The frame, delimiter included, may be
+            /// at most `max_bytes` long.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::LimitExceeded`] (`FrameLength`, naming `max_bytes`)
+            /// when `max_bytes` arrive without a delimiter — the bytes stay
+            /// in the input buffer and the [`LimitPolicy`] applies;
+            /// [`Error::UnexpectedEof`] if the connection ends first (the
+            /// bytes stay too); the connection's error.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: every byte taken goes back to the front of the
+            /// input buffer.
+            pub async fn read_until(&mut self, delimiter: &[u8], max_bytes: usize) -> Result<Bytes> {
+                self.$($half).+.read_until(delimiter, max_bytes, true).await
+            }
+
+            /// As [`read_until`](Self::read_until), without the delimiter in
+            /// the result (it is still consumed).
+            ///
+            /// # Errors
+            ///
+            /// As [`read_until`](Self::read_until).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn read_until_excluding(&mut self, delimiter: &[u8], max_bytes: usize) -> Result<Bytes> {
+                self.$($half).+.read_until(delimiter, max_bytes, false).await
+            }
+
+            /// Reads a frame whose end `matcher` finds: it sees the buffered
+            /// bytes (up to `max_bytes`, made contiguous) and returns the
+            /// offset one past the frame's last byte, or `None` to wait for
+            /// more. The predicate form of Tornado's `read_until_regex`.
+            ///
+            /// # Errors
+            ///
+            /// As [`read_until`](Self::read_until).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn read_until_match(
+                &mut self,
+                max_bytes: usize,
+                matcher: impl FnMut(&[u8]) -> Option<usize>,
+            ) -> Result<Bytes> {
+                self.$($half).+.read_until_match(max_bytes, matcher).await
+            }
+
+            /// Reads up to the end of the first match of `pattern` (turbo's
+            /// `read_until_pattern`, Tornado's `read_until_regex`). The
+            /// pattern runs on what is buffered so far, so a match that more
+            /// bytes could extend is taken as it stands.
+            ///
+            /// # Errors
+            ///
+            /// As [`read_until`](Self::read_until).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            #[cfg(feature = "regex")]
+            pub async fn read_until_regex(&mut self, pattern: &regex::bytes::Regex, max_bytes: usize) -> Result<Bytes> {
+                self.$($half).+
+                    .read_until_match(max_bytes, |bytes| pattern.find(bytes).map(|m| m.end()))
+                    .await
+            }
+
+            /// Reads exactly `n` bytes (turbo's `read_bytes`).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::UnexpectedEof`] (saying how many arrived; they stay
+            /// buffered) if the connection ends first;
+            /// [`Error::LimitExceeded`] if `n` is above `max_buffer_size`
+            /// (use [`read_bytes_streaming`](Self::read_bytes_streaming)).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn read_bytes(&mut self, n: usize) -> Result<Bytes> {
+                self.$($half).+.read_bytes(n).await
+            }
+
+            /// Hands the next `n` bytes to `on_chunk` as they arrive, chunk
+            /// by chunk without copying (turbo's `streaming_callback`).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::UnexpectedEof`] if the connection ends first (the
+            /// chunks before it were delivered); the connection's error.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: chunks are taken only as they are delivered.
+            pub async fn read_bytes_streaming(&mut self, n: usize, on_chunk: impl FnMut(Bytes)) -> Result<()> {
+                self.$($half).+.read_streaming(Some(n), on_chunk).await.map(|_| ())
+            }
+
+            /// Hands every chunk to `on_chunk` as it arrives until the peer
+            /// closes; returns the byte count. Memory stays bounded whatever
+            /// the peer sends.
+            ///
+            /// # Errors
+            ///
+            /// The connection's error.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: chunks are taken only as they are delivered.
+            pub async fn read_until_close_streaming(&mut self, on_chunk: impl FnMut(Bytes)) -> Result<usize> {
+                self.$($half).+.read_streaming(None, on_chunk).await
+            }
+
+            /// Callback form of [`read_until`](Self::read_until): `callback`
+            /// runs on the loop thread with the stream (to issue the next
+            /// read) and the result.
+            pub fn read_until_cb(
+                self,
+                delimiter: impl Into<Vec<u8>>,
+                max_bytes: usize,
+                callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+            ) {
+                let delimiter = delimiter.into();
+                self.on_loop(move |mut stream| async move {
+                    let result = stream.read_until(&delimiter, max_bytes).await;
+                    callback(stream, result)
+                });
+            }
+
+            /// Callback form of [`read_until_match`](Self::read_until_match).
+            pub fn read_until_match_cb(
+                self,
+                max_bytes: usize,
+                matcher: impl FnMut(&[u8]) -> Option<usize> + Send + 'static,
+                callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+            ) {
+                self.on_loop(move |mut stream| async move {
+                    let result = stream.read_until_match(max_bytes, matcher).await;
+                    callback(stream, result)
+                });
+            }
+
+            /// Callback form of [`read_until_regex`](Self::read_until_regex).
+            #[cfg(feature = "regex")]
+            pub fn read_until_regex_cb(
+                self,
+                pattern: regex::bytes::Regex,
+                max_bytes: usize,
+                callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+            ) {
+                self.on_loop(move |mut stream| async move {
+                    let result = stream.read_until_regex(&pattern, max_bytes).await;
+                    callback(stream, result)
+                });
+            }
+
+            /// Callback form of [`read_bytes`](Self::read_bytes), with an
+            /// optional streaming callback: with one, `on_chunk` receives
+            /// the bytes as they arrive and the final callback gets an empty
+            /// `Bytes` (turbo's `read_bytes(n, callback, streaming_callback)`).
+            pub fn read_bytes_cb(
+                self,
+                n: usize,
+                on_chunk: Option<Box<dyn FnMut(Bytes) + Send>>,
+                callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+            ) {
+                self.on_loop(move |mut stream| async move {
+                    let result = match on_chunk {
+                        Some(on_chunk) => stream.read_bytes_streaming(n, on_chunk).await.map(|()| Bytes::new()),
+                        None => stream.read_bytes(n).await,
+                    };
+                    callback(stream, result)
+                });
+            }
+
+            /// Callback form of reading until the peer closes, with an
+            /// optional streaming callback (then the final callback gets an
+            /// empty `Bytes`), turbo's `read_until_close(callback,
+            /// streaming_callback)`.
+            pub fn read_until_close_streaming_cb(
+                self,
+                on_chunk: Option<Box<dyn FnMut(Bytes) + Send>>,
+                callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+            ) {
+                self.on_loop(move |mut stream| async move {
+                    let result = match on_chunk {
+                        Some(on_chunk) => stream.read_until_close_streaming(on_chunk).await.map(|_| Bytes::new()),
+                        None => stream.read_until_close().await,
+                    };
+                    callback(stream, result)
+                });
+            }
+
+            /// Runs `op(self)` as a task on the connection's loop.
+            fn on_loop<F, Fut>(self, op: F)
+            where
+                F: FnOnce(Self) -> Fut + Send + 'static,
+                Fut: std::future::Future<Output = ()> + Send + 'static,
+            {
+                let handle = self.$($half).+.socket.loop_handle().clone();
+                handle.spawn(op(self));
+            }
         }
     };
 }
@@ -425,6 +646,44 @@ macro_rules! impl_write {
             /// How many bytes wait in the output buffer.
             pub fn output_buffer_len(&self) -> usize {
                 self.$($half).+.socket.output_buffer_len()
+            }
+
+            /// Writes `data` (without copying it, waiting at the write high
+            /// watermark) and completes once it has been handed to the
+            /// kernel: turbo's `write(data, callback)` as a future.
+            ///
+            /// # Errors
+            ///
+            /// As [`write_all_bytes`](Self::write_all_bytes), or
+            /// [`Error::Closed`] if the connection is released before the
+            /// bytes went out.
+            ///
+            /// # Cancel safety
+            ///
+            /// Not cancel safe: if dropped, a prefix of `data` may already
+            /// be queued and will be sent.
+            pub async fn send(&mut self, data: impl Into<Bytes>) -> Result<()> {
+                self.write_all_bytes(data.into()).await?;
+                let conn = self.$($half).+.conn().clone();
+                let end = lock(&conn.output).accepted;
+                poll_fn(|cx| conn.poll_sent(end, cx.waker())).await
+            }
+
+            /// Callback form of [`send`](Self::send): `callback` runs on the
+            /// loop thread with the stream and the result once `data` has
+            /// reached the kernel.
+            pub fn send_cb(
+                self,
+                data: impl Into<Bytes>,
+                callback: impl FnOnce(Self, Result<()>) + Send + 'static,
+            ) {
+                let data = data.into();
+                let handle = self.$($half).+.socket.loop_handle().clone();
+                let mut stream = self;
+                handle.spawn(async move {
+                    let result = stream.send(data).await;
+                    callback(stream, result)
+                });
             }
         }
     };
