@@ -153,6 +153,7 @@
 #![warn(missing_docs)]
 
 pub mod buffer;
+pub mod codec;
 mod error;
 mod event_loop;
 mod socket;

@@ -496,7 +496,9 @@ impl Driver {
                 (wakers, input.buf.len())
             };
             wake_all(wakers);
-            if total > 0 && len >= self.conn.config.read_low_watermark {
+            // At EOF a reader waiting for more (a partial frame) is told
+            // once more, so it can see the end.
+            if (total > 0 && len >= self.conn.config.read_low_watermark) || (eof && len > 0) {
                 self.outcome.notify = true;
             }
         }

@@ -236,6 +236,9 @@ pub(crate) struct Conn {
     pub(crate) close_callbacks: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     /// Reads in progress through the IOStream-style helpers.
     pub(crate) reads_in_progress: AtomicUsize,
+    /// Per-connection state of a layer above (the `on_frame` decoder), so a
+    /// server's shared callbacks keep one decoder per connection.
+    pub(crate) extension: Mutex<Option<Box<dyn Any + Send>>>,
     lifetime_is_explicit: bool,
     has_write_cb: bool,
     /// The host name the connection was asked for, if one was.
@@ -285,6 +288,7 @@ impl Conn {
             handles: AtomicUsize::new(0),
             close_callbacks: Mutex::new(Vec::new()),
             reads_in_progress: AtomicUsize::new(0),
+            extension: Mutex::new(None),
             lifetime_is_explicit: callbacks.keep_alive(),
             has_write_cb: callbacks.write.is_some(),
             host,
@@ -448,6 +452,108 @@ impl Conn {
             }
         }
         (result, requests)
+    }
+
+    /// `Ready` once the output is below the write high watermark, so a
+    /// `Sink` may accept an item.
+    pub(crate) fn poll_write_ready(&self, waker: &Waker) -> Poll<Result<()>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let mut out = lock(&self.output);
+        out.check_writable()?;
+        let high = self
+            .config
+            .write_high_watermark
+            .min(self.config.max_buffer_size);
+        if out.buf.len() < high {
+            return Poll::Ready(Ok(()));
+        }
+        if out.timed_out {
+            out.timed_out = false;
+            return Poll::Ready(Err(Error::TimedOut(TimeoutKind::Write)));
+        }
+        out.register(waker);
+        Poll::Pending
+    }
+
+    /// Queues every chunk of `data` (an encoded batch) in one go: on an
+    /// idle connection one vectored write hands the kernel what it takes,
+    /// and the rest is queued without copying.
+    pub(crate) fn write_chunks(&self, mut data: Buffer) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut requests = 0;
+        {
+            let mut out = lock(&self.output);
+            out.check_writable()?;
+            let limit = self.config.max_buffer_size;
+            if out.buf.len() + data.len() > limit {
+                return Err(Error::LimitExceeded {
+                    what: Limit::OutputBuffer,
+                    limit,
+                });
+            }
+            out.accepted += data.len() as u64;
+            let idle = out.buf.is_empty()
+                && out.state == WriteState::Open
+                && !out.awaiting_writable
+                && !out.flush_queued;
+            if idle {
+                let stream = out
+                    .stream
+                    .clone()
+                    .expect("an open connection has its socket");
+                while !data.is_empty() {
+                    let mut slices = [io::IoSlice::new(&[]); 64];
+                    let count = data.fill_io_slices(&mut slices);
+                    match (&*stream).write_vectored(&slices[..count]) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            data.drain(n);
+                            out.sent += n as u64;
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                            out.awaiting_writable = true;
+                            break;
+                        }
+                        Err(err) => {
+                            let err = Error::from(err);
+                            out.error = Some(err.clone());
+                            drop(out);
+                            self.request(REQ_WRITE_FAILED);
+                            return Err(err);
+                        }
+                    }
+                }
+                if !data.is_empty() {
+                    // A short write: the kernel buffer is full.
+                    out.awaiting_writable = true;
+                } else if self.has_write_cb {
+                    requests |= REQ_WRITE_CB;
+                }
+            }
+            if !data.is_empty() {
+                out.buf.append(&mut data);
+                let can_flush = out.state == WriteState::Open;
+                if can_flush && !out.awaiting_writable && !out.flush_queued {
+                    out.flush_queued = true;
+                    requests |= REQ_FLUSH;
+                }
+                if can_flush && lock(&self.timeouts).1.is_some() {
+                    requests |= REQ_TIMERS;
+                }
+            }
+        }
+        if requests != 0 {
+            self.request(requests);
+        }
+        Ok(())
     }
 
     /// `Ready` once the output buffer is empty (handed to the kernel).

@@ -178,7 +178,7 @@ impl Drop for Collected {
 /// Puts `front` before what `buf` holds, moving chunks without copying.
 /// Only on rare paths (a stream dropped while lending a chunk, a cancelled
 /// `read_until_close`), so rebuilding the chain is fine.
-fn prepend(buf: &mut Buffer, mut front: Buffer) {
+pub(crate) fn prepend(buf: &mut Buffer, mut front: Buffer) {
     let mut rest = std::mem::take(buf);
     buf.append(&mut front);
     buf.append(&mut rest);
@@ -907,6 +907,12 @@ impl AsyncIoStream {
     /// close, user data).
     pub fn socket(&self) -> &Socket {
         &self.read.socket
+    }
+
+    /// Takes back the chunk `poll_fill_buf` lent out, for a layer (a codec)
+    /// that reads the input buffer directly.
+    pub(crate) fn take_lent(&mut self) -> Bytes {
+        std::mem::take(&mut self.read.current)
     }
 
     /// The peer's address.

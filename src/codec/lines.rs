@@ -1,0 +1,190 @@
+//! Lines with a required maximum length.
+
+use bytes::Bytes;
+
+use super::{Decoder, Encoder};
+use crate::buffer::{Buffer, Eol};
+use crate::error::{Error, Limit, Result};
+
+/// Lines ended as an [`Eol`] style says, each at most `max_length` bytes
+/// (terminator excluded). Frames are the lines without their terminator,
+/// as `Bytes` slices of the received chunk when the line lies in one.
+///
+/// A line longer than `max_length` fails with [`Error::LimitExceeded`]
+/// (`FrameLength`) as soon as `max_length` bytes without a terminator have
+/// arrived, so memory stays bounded by the limit; the bytes stay buffered.
+/// At EOF, a last line without terminator is returned as it is.
+///
+/// Encoding appends the item and the style's terminator (`\n` for `Lf` and
+/// `Any`, `\r\n` for `CrLf` and `CrLfStrict`, NUL for `Nul`).
+///
+/// # Examples
+///
+/// ```
+/// use evstream::codec::{Decoder, LinesCodec};
+/// use evstream::{Buffer, Eol};
+///
+/// let mut codec = LinesCodec::new(Eol::CrLf, 1024);
+/// let mut src = Buffer::from(&b"one\r\ntwo\nthr"[..]);
+/// assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"one");
+/// assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"two");
+/// assert_eq!(codec.decode(&mut src).unwrap(), None);
+/// assert_eq!(&codec.decode_eof(&mut src).unwrap().unwrap()[..], b"thr");
+/// ```
+#[derive(Debug, Clone)]
+pub struct LinesCodec {
+    eol: Eol,
+    max_length: usize,
+    // How much of the buffer was searched without finding an end, so a long
+    // line arriving in pieces is not searched again from the start.
+    searched: usize,
+}
+
+impl LinesCodec {
+    /// Lines in the given style, at most `max_length` bytes each.
+    pub fn new(eol: Eol, max_length: usize) -> Self {
+        LinesCodec {
+            eol,
+            max_length,
+            searched: 0,
+        }
+    }
+
+    /// `\n`-terminated lines (a preceding `\r` stays in the line).
+    pub fn lf(max_length: usize) -> Self {
+        Self::new(Eol::Lf, max_length)
+    }
+
+    /// The maximum line length.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    fn too_long(&self) -> Error {
+        Error::LimitExceeded {
+            what: Limit::FrameLength,
+            limit: self.max_length,
+        }
+    }
+
+    fn terminator(&self) -> &'static [u8] {
+        match self.eol {
+            Eol::Lf | Eol::Any => b"\n",
+            Eol::CrLf | Eol::CrLfStrict => b"\r\n",
+            Eol::Nul => b"\0",
+        }
+    }
+}
+
+impl Decoder for LinesCodec {
+    type Item = Bytes;
+
+    fn decode(&mut self, src: &mut Buffer) -> Result<Option<Bytes>> {
+        let found = match self.eol {
+            // The common style gets the incremental byte search.
+            Eol::Lf => src
+                .search_from(self.searched.min(src.len()), b"\n")
+                .map(|at| (at, 1)),
+            Eol::Nul => src
+                .search_from(self.searched.min(src.len()), b"\0")
+                .map(|at| (at, 1)),
+            eol => src.find_eol(eol),
+        };
+        match found {
+            Some((line_len, terminator_len)) => {
+                self.searched = 0;
+                if line_len > self.max_length {
+                    return Err(self.too_long());
+                }
+                let line = src.split_to(line_len);
+                src.drain(terminator_len);
+                Ok(Some(line))
+            }
+            None => {
+                // Keep one byte back: a `\r` at the end may start a `\r\n`.
+                self.searched = src.len().saturating_sub(1);
+                if src.len() > self.max_length {
+                    // Allow for a terminator still on its way.
+                    let pending_cr = usize::from(src.get(src.len() - 1) == Some(b'\r'));
+                    if src.len() - pending_cr > self.max_length {
+                        return Err(self.too_long());
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut Buffer) -> Result<Option<Bytes>> {
+        if let Some(line) = self.decode(src)? {
+            return Ok(Some(line));
+        }
+        self.searched = 0;
+        if src.is_empty() {
+            return Ok(None);
+        }
+        let len = src.len();
+        Ok(Some(src.split_to(len)))
+    }
+}
+
+impl<T: AsRef<[u8]>> Encoder<T> for LinesCodec {
+    fn encode(&mut self, item: T, dst: &mut Buffer) -> Result<()> {
+        let line = item.as_ref();
+        if line.len() > self.max_length {
+            return Err(self.too_long());
+        }
+        dst.extend_from_slice(line);
+        dst.extend_from_slice(self.terminator());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_long_line_is_refused_at_the_limit_and_kept() {
+        let mut codec = LinesCodec::lf(4);
+        let mut src = Buffer::from(&b"abcd"[..]);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        src.extend_from_slice(b"e");
+        let err = codec.decode(&mut src).unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded { limit: 4, .. }));
+        assert_eq!(src.len(), 5, "the bytes stay");
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_passes_even_split_before_its_crlf() {
+        let mut codec = LinesCodec::new(Eol::CrLf, 3);
+        let mut src = Buffer::from(&b"abc\r"[..]);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        src.extend_from_slice(b"\n");
+        assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"abc");
+    }
+
+    #[test]
+    fn incremental_search_finds_a_terminator_in_a_later_chunk() {
+        let mut codec = LinesCodec::lf(100);
+        let mut src = Buffer::new();
+        src.push(Bytes::from_static(b"abc"));
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        src.push(Bytes::from_static(b"def\nx"));
+        assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"abcdef");
+        assert_eq!(src.to_vec(), b"x");
+    }
+
+    #[test]
+    fn encodes_with_the_style_terminator() {
+        let mut dst = Buffer::new();
+        LinesCodec::new(Eol::CrLf, 10)
+            .encode("hi", &mut dst)
+            .unwrap();
+        LinesCodec::new(Eol::Nul, 10)
+            .encode(b"yo", &mut dst)
+            .unwrap();
+        assert_eq!(dst.to_vec(), b"hi\r\nyo\0");
+        assert!(LinesCodec::lf(1).encode("too long", &mut dst).is_err());
+    }
+}
