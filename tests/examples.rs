@@ -41,3 +41,28 @@ fn echo_server_echoes_everything() {
         4 * 1024 * 1024
     );
 }
+
+#[path = "../examples/line_chat.rs"]
+mod line_chat;
+
+/// The line chat: each of three clients hears the welcome and both lines of
+/// each other client, and nothing of its own.
+#[test]
+fn line_chat_relays_every_line_to_the_others() {
+    let heard = line_chat::self_test().unwrap();
+    assert_eq!(heard.len(), 3);
+    for (client, lines) in heard.iter().enumerate() {
+        assert!(lines[0].starts_with("welcome, 127.0.0.1:"), "{lines:?}");
+        let mut said: Vec<String> = lines[1..]
+            .iter()
+            .map(|line| line.split_once(": ").expect("sender prefix").1.to_string())
+            .collect();
+        said.sort();
+        let mut expected: Vec<String> = (0..3)
+            .filter(|&other| other != client)
+            .flat_map(|other| [format!("bye from {other}"), format!("hello from {other}")])
+            .collect();
+        expected.sort();
+        assert_eq!(said, expected, "client {client}");
+    }
+}
