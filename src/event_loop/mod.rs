@@ -8,10 +8,10 @@
 //! itself (from a callback) queue the same way but never wake the poller:
 //! the loop drains its queue before it sleeps again.
 
-mod poller;
+mod sys;
 mod timer;
 
-pub(crate) use poller::Registration;
+pub(crate) use sys::{Readiness, Registration};
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -26,8 +26,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use polling::{Events, Poller};
 use slab::Slab;
+use sys::{Events, Poller};
 
 use timer::{TimerHeap, TimerTarget};
 
@@ -74,7 +74,7 @@ pub(crate) enum Step {
 /// the loop to [`wake`](LoopHandle::wake_source) it.
 pub(crate) trait Source: Send {
     /// The poller reported readiness.
-    fn on_ready(&mut self, core: &mut Core, key: usize, readable: bool, writable: bool) -> Step;
+    fn on_ready(&mut self, core: &mut Core, key: usize, ready: Readiness) -> Step;
     /// Another thread (or this one) asked the source to look at its shared
     /// state again. Spurious wakes are allowed and must be harmless.
     fn on_wake(&mut self, core: &mut Core, key: usize) -> Step;
@@ -322,7 +322,7 @@ pub(crate) struct Core {
     pending_wakes: VecDeque<usize>,
     now: Instant,
     events: Events,
-    ready: Vec<(usize, bool, bool)>,
+    ready: Vec<(usize, Readiness)>,
     commands: VecDeque<Command>,
 }
 
@@ -490,19 +490,14 @@ impl Core {
                 .next_deadline()
                 .map(|deadline| deadline.saturating_duration_since(Instant::now()))
         };
-        self.events.clear();
         self.shared.poller.wait(&mut self.events, timeout)?;
         self.now = Instant::now();
 
         self.ready.clear();
-        self.ready.extend(
-            self.events
-                .iter()
-                .map(|ev| (ev.key, ev.readable, ev.writable)),
-        );
+        self.ready.extend(self.events.iter());
         for i in 0..self.ready.len() {
-            let (key, readable, writable) = self.ready[i];
-            self.dispatch(key, |s, core| s.on_ready(core, key, readable, writable));
+            let (key, ready) = self.ready[i];
+            self.dispatch(key, |s, core| s.on_ready(core, key, ready));
         }
         Ok(())
     }
@@ -607,7 +602,7 @@ impl EventLoop {
                 user_timers: HashMap::new(),
                 pending_wakes: VecDeque::new(),
                 now: Instant::now(),
-                events: Events::with_capacity(std::num::NonZeroUsize::new(1024).unwrap()),
+                events: Events::with_capacity(1024),
                 ready: Vec::new(),
                 commands: VecDeque::new(),
             },

@@ -15,7 +15,7 @@ use super::{
     REQ_RESOLVED, REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB, REQ_WRITE_FAILED,
 };
 use crate::error::{Direction, Error, Event, TimeoutKind};
-use crate::event_loop::{panic_message, Core, Registration, Source, Step};
+use crate::event_loop::{panic_message, Core, Readiness, Registration, Source, Step};
 
 const TOKEN_READ: u64 = 1;
 const TOKEN_WRITE: u64 = 2;
@@ -148,6 +148,9 @@ pub(crate) struct Driver {
     read_more: bool,
     // notify_cb took bytes and left some: call it again next turn.
     renotify: bool,
+    // The poller reported a hang-up: a short read is no longer proof that
+    // the kernel has nothing more (a pending FIN raises no new edge).
+    read_closed_seen: bool,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     last_read: Instant,
@@ -181,6 +184,7 @@ impl Driver {
             suspended: false,
             read_more: false,
             renotify: false,
+            read_closed_seen: false,
             read_timeout,
             write_timeout,
             last_read: now,
@@ -448,10 +452,13 @@ impl Driver {
                     if limited {
                         space -= n;
                     }
-                    // Even after a short read, go on until `WouldBlock`: a
-                    // FIN that arrived with the data raises no further edge,
-                    // and `polling` does not report EPOLLRDHUP, which would
-                    // tell the two cases apart.
+                    // Edge-triggered: a short read means the kernel queue is
+                    // empty and new data will raise a new edge — unless the
+                    // peer's FIN is pending, which raises none; the poller
+                    // says so (`read_closed`), and then we read on to EOF.
+                    if n < asked && !self.read_closed_seen {
+                        break;
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -938,21 +945,22 @@ fn connect_nonblocking(addr: SocketAddr, config: &super::Config) -> io::Result<T
 }
 
 impl Source for Driver {
-    fn on_ready(&mut self, core: &mut Core, key: usize, readable: bool, writable: bool) -> Step {
+    fn on_ready(&mut self, core: &mut Core, key: usize, ready: Readiness) -> Step {
+        self.read_closed_seen |= ready.read_closed;
         match self.phase {
             Phase::Connecting { .. } => {
                 self.check_connect(core, key);
                 // Bytes may have arrived with the connect completion, and
                 // that edge will not come again.
-                if readable && matches!(self.phase, Phase::Open) {
+                if ready.readable && matches!(self.phase, Phase::Open) {
                     self.read(core);
                 }
             }
             Phase::Open | Phase::Lingering => {
-                if writable {
+                if ready.writable {
                     self.flush(core);
                 }
-                if readable {
+                if ready.readable {
                     self.read(core);
                 }
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::TcpOptions;
 use crate::error::{Error, Result};
-use crate::event_loop::{Core, LoopHandle, Registration, Source, Step};
+use crate::event_loop::{Core, LoopHandle, Readiness, Registration, Source, Step};
 use crate::socket::{Callbacks, Config, Conn, Driver, Target, WriteState};
 
 const UNREGISTERED: usize = usize::MAX;
@@ -281,11 +281,11 @@ impl Acceptor {
 }
 
 impl Source for Acceptor {
-    fn on_ready(&mut self, core: &mut Core, key: usize, readable: bool, _writable: bool) -> Step {
+    fn on_ready(&mut self, core: &mut Core, key: usize, ready: Readiness) -> Step {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Step::Remove;
         }
-        if readable {
+        if ready.readable {
             self.accept_all(core, key);
         }
         Step::Keep

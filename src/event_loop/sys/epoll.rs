@@ -1,0 +1,142 @@
+//! epoll through rustix (Linux).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags, Timespec};
+
+use super::Readiness;
+
+/// The key of the eventfd that wakes the loop.
+const NOTIFY_KEY: u64 = u64::MAX;
+
+pub(crate) struct Poller {
+    epoll: OwnedFd,
+    wake: OwnedFd,
+    /// Set by `notify` until the loop has consumed the wake-up, so a burst
+    /// of notifications costs one `write`.
+    notified: AtomicBool,
+}
+
+/// How many events one `epoll_wait` returns at most.
+const BATCH: usize = 256;
+
+/// The events of one wait, as (key, flags): rustix's event type may carry a
+/// pointer and is not `Send`, and a loop must be movable to its thread.
+pub(crate) struct Events {
+    list: Vec<(u64, EventFlags)>,
+}
+
+impl Events {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Events {
+            list: Vec::with_capacity(capacity.min(BATCH)),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.list.clear();
+    }
+
+    /// The readiness of each source, by key.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, Readiness)> + '_ {
+        self.list.iter().filter_map(|&(key, flags)| {
+            if key == NOTIFY_KEY {
+                return None;
+            }
+            let failed = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+            Some((
+                key as usize,
+                Readiness {
+                    readable: failed
+                        || flags.intersects(EventFlags::IN | EventFlags::PRI | EventFlags::RDHUP),
+                    writable: failed || flags.contains(EventFlags::OUT),
+                    read_closed: failed || flags.contains(EventFlags::RDHUP),
+                },
+            ))
+        })
+    }
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        // Level-triggered: it stays ready until the loop reads it.
+        epoll::add(
+            &epoll,
+            &wake,
+            EventData::new_u64(NOTIFY_KEY),
+            EventFlags::IN,
+        )?;
+        Ok(Poller {
+            epoll,
+            wake,
+            notified: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
+        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        epoll::add(&self.epoll, fd, EventData::new_u64(key as u64), flags)?;
+        Ok(())
+    }
+
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        epoll::delete(&self.epoll, fd)?;
+        Ok(())
+    }
+
+    pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        events.clear();
+        // Round up to whole milliseconds (what epoll_wait takes), so a
+        // timer is never woken for just before its deadline.
+        let timeout = timeout.map(|t| {
+            let millis = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as u64;
+            Timespec {
+                tv_sec: (millis / 1000) as _,
+                tv_nsec: ((millis % 1000) * 1_000_000) as _,
+            }
+        });
+        let mut buffer = [MaybeUninit::<epoll::Event>::uninit(); BATCH];
+        let ready = loop {
+            match epoll::wait(&self.epoll, &mut buffer, timeout.as_ref()) {
+                Ok((ready, _)) => break ready,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        };
+        events
+            .list
+            .extend(ready.iter().map(|event| (event.data.u64(), event.flags)));
+        if events.list.iter().any(|&(key, _)| key == NOTIFY_KEY) {
+            // Reset before draining: a notify racing with this either sees
+            // `false` and writes again, or its command is already queued.
+            self.notified.store(false, Ordering::SeqCst);
+            let mut counter = [0u8; 8];
+            let _ = rustix::io::read(&self.wake, &mut counter);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            match rustix::io::write(&self.wake, &1u64.to_ne_bytes()) {
+                // The counter is saturated: the loop is woken anyway.
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for Poller {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
+}
