@@ -20,9 +20,15 @@ use crate::tcp::TcpOptions;
 /// `Sink` of items to encode.
 ///
 /// Frames are decoded from the connection's input buffer itself, in
-/// batches, with no lock held while the decoder runs. The `Sink` accepts an
-/// item only while the output is below the write high watermark, encodes it
-/// into a batch and queues that batch with one vectored write.
+/// batches, with no lock held while the decoder runs. The `Sink` encodes
+/// items into a batch that goes to the connection with one vectored write
+/// when it reaches 64 KiB or on flush, and accepts items only while the
+/// connection's output is below its write high watermark.
+///
+/// While the decoder holds an incomplete frame, the connection goes on
+/// reading, so the input may hold up to one read high watermark more than
+/// the frame itself: a frame longer than the watermark can still complete,
+/// and memory stays bounded by the codec's maximum frame plus the watermark.
 ///
 /// After a decoding error the stream yields that error and ends; the bytes
 /// stay in the input buffer and the connection is closed or paused as its
@@ -62,7 +68,13 @@ pub struct Framed<C: Decoder> {
     done: bool,
     pending_error: Option<Error>,
     policy: LimitPolicy,
+    /// Encoded items not yet queued on the connection: written as one
+    /// vectored write when the batch is large or on flush.
+    write_batch: Buffer,
 }
+
+/// Encoded items are queued on the connection once the batch reaches this.
+const WRITE_BATCH: usize = 64 * 1024;
 
 // Framed never pins its fields (frames are moved out, the stream is Unpin),
 // so it is Unpin whatever the items are.
@@ -88,6 +100,7 @@ impl<C: Decoder> Framed<C> {
             done: false,
             pending_error: None,
             policy: LimitPolicy::default(),
+            write_batch: Buffer::new(),
         }
     }
 
@@ -170,26 +183,45 @@ impl<C: Decoder> Stream for Framed<C> {
     }
 }
 
+impl<C: Decoder> Framed<C> {
+    /// Queues the encoded batch on the connection.
+    fn push_batch(&mut self) -> Result<()> {
+        if self.write_batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.write_batch);
+        self.stream.socket().conn().write_chunks(batch)
+    }
+}
+
 impl<C: Decoder + Encoder<I>, I> Sink<I> for Framed<C> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.stream.socket().conn().poll_write_ready(cx.waker())
+        let this = self.get_mut();
+        if this.write_batch.len() >= WRITE_BATCH {
+            this.push_batch()?;
+        }
+        this.stream.socket().conn().poll_write_ready(cx.waker())
     }
 
     fn start_send(self: Pin<&mut Self>, item: I) -> Result<()> {
         let this = self.get_mut();
         let mut encoded = Buffer::new();
         this.codec.encode(item, &mut encoded)?;
-        this.stream.socket().conn().write_chunks(encoded)
+        this.write_batch.append(&mut encoded);
+        Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.stream.socket().conn().poll_flushed(Some(cx.waker()))
+        let this = self.get_mut();
+        this.push_batch()?;
+        this.stream.socket().conn().poll_flushed(Some(cx.waker()))
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
+        this.push_batch()?;
         futures_lite::io::AsyncWrite::poll_close(Pin::new(&mut this.stream), cx)
             .map_err(Error::from)
     }

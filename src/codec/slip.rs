@@ -55,77 +55,80 @@ impl Decoder for SlipCodec {
     type Item = Bytes;
 
     fn decode(&mut self, src: &mut Buffer) -> Result<Option<Bytes>> {
-        loop {
-            // Leading ENDs are empty frames (the double END): skip them.
-            while src.get(0) == Some(END) {
-                src.drain(1);
-            }
-            let Some(end) = src.find_byte(END) else {
-                if src.len() > self.max_encoded() {
-                    return Err(Error::LimitExceeded {
-                        what: Limit::FrameLength,
-                        limit: self.max_frame,
-                    });
-                }
-                return Ok(None);
-            };
-            if end == 0 {
-                continue;
-            }
-            // Validate and measure before taking anything, so malformed
-            // input stays in the buffer.
-            let mut escapes = 0;
-            let mut index = 0;
-            while index < end {
-                if src.get(index) == Some(ESC) {
-                    match src.get(index + 1) {
-                        Some(ESC_END) | Some(ESC_ESC) => {
-                            escapes += 1;
-                            index += 2;
-                            continue;
-                        }
-                        other => {
-                            return Err(Error::InvalidData(format!(
-                                "SLIP: ESC followed by {} at offset {index}",
-                                other
-                                    .map_or("the frame's END".to_string(), |b| format!("{b:#04x}"))
-                            )))
-                        }
-                    }
-                }
-                index += 1;
-            }
-            if end - escapes > self.max_frame {
+        // Leading ENDs are empty frames (the double END). They are skipped
+        // by offset and dropped only together with a frame, so a decoder
+        // that returns an error or `None` leaves the buffer untouched.
+        let mut start = 0;
+        while src.get(start) == Some(END) {
+            start += 1;
+        }
+        let Some(end) = src.search_from(start, &[END]) else {
+            if src.len() - start > self.max_encoded() {
                 return Err(Error::LimitExceeded {
                     what: Limit::FrameLength,
                     limit: self.max_frame,
                 });
             }
-            let raw = src.split_to(end);
-            src.drain(1);
-            if escapes == 0 {
-                return Ok(Some(raw));
-            }
-            let mut frame = BytesMut::with_capacity(end - escapes);
-            let mut bytes = raw.iter();
-            while let Some(&b) = bytes.next() {
-                if b == ESC {
-                    frame.extend_from_slice(&[match bytes.next() {
-                        Some(&ESC_END) => END,
-                        _ => ESC,
-                    }]);
-                } else {
-                    frame.extend_from_slice(&[b]);
+            return Ok(None);
+        };
+        // Validate and measure before taking anything, so malformed input
+        // stays in the buffer.
+        let mut escapes = 0;
+        let mut index = start;
+        while index < end {
+            if src.get(index) == Some(ESC) {
+                match src.get(index + 1) {
+                    Some(ESC_END) | Some(ESC_ESC) => {
+                        escapes += 1;
+                        index += 2;
+                        continue;
+                    }
+                    other => {
+                        return Err(Error::InvalidData(format!(
+                            "SLIP: ESC followed by {} at offset {index}",
+                            other.map_or("the frame's END".to_string(), |b| format!("{b:#04x}"))
+                        )))
+                    }
                 }
             }
-            return Ok(Some(frame.freeze()));
+            index += 1;
         }
+        let encoded_len = end - start;
+        if encoded_len - escapes > self.max_frame {
+            return Err(Error::LimitExceeded {
+                what: Limit::FrameLength,
+                limit: self.max_frame,
+            });
+        }
+        src.drain(start);
+        let raw = src.split_to(encoded_len);
+        src.drain(1);
+        if escapes == 0 {
+            return Ok(Some(raw));
+        }
+        let mut frame = BytesMut::with_capacity(encoded_len - escapes);
+        let mut bytes = raw.iter();
+        while let Some(&b) = bytes.next() {
+            if b == ESC {
+                frame.extend_from_slice(&[match bytes.next() {
+                    Some(&ESC_END) => END,
+                    _ => ESC,
+                }]);
+            } else {
+                frame.extend_from_slice(&[b]);
+            }
+        }
+        Ok(Some(frame.freeze()))
     }
 
     fn decode_eof(&mut self, src: &mut Buffer) -> Result<Option<Bytes>> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
-            None if src.is_empty() => Ok(None),
+            // Only empty frames (ENDs) left: nothing was lost.
+            None if src.chunks().all(|chunk| chunk.iter().all(|&b| b == END)) => {
+                src.clear();
+                Ok(None)
+            }
             None => Err(Error::InvalidData(format!(
                 "SLIP: connection closed inside a frame ({} bytes without END)",
                 src.len()
