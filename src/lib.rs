@@ -156,6 +156,7 @@ pub mod buffer;
 pub mod codec;
 mod error;
 mod event_loop;
+pub mod peer;
 mod socket;
 mod stream;
 mod tcp;
@@ -168,7 +169,7 @@ pub use stream::{
     AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, LimitPolicy, ReuniteError,
 };
 pub use tcp::{
-    tcp_connect, tcp_connect_addr, ServerOptions, TcpOptions, TcpServer, DEFAULT_CLOSE_LINGER,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE, DEFAULT_READ_CHUNK_SIZE,
-    DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
+    tcp_connect, tcp_connect_addr, Owner, ServerOptions, TcpOptions, TcpServer,
+    DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
+    DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
 };

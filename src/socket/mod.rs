@@ -243,6 +243,8 @@ pub(crate) struct Conn {
     has_write_cb: bool,
     /// The host name the connection was asked for, if one was.
     host: Option<String>,
+    /// What owns the connection (its server), for layers above.
+    pub(crate) owner: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Conn {
@@ -292,6 +294,7 @@ impl Conn {
             lifetime_is_explicit: callbacks.keep_alive(),
             has_write_cb: callbacks.write.is_some(),
             host,
+            owner: Mutex::new(None),
             config,
         })
     }
@@ -975,6 +978,27 @@ impl Socket {
                 Err(io::ErrorKind::WouldBlock.into())
             }
         })
+    }
+
+    /// The error the connection failed with, if it did.
+    pub fn error(&self) -> Option<Error> {
+        let conn = &self.inner.conn;
+        let input_error = lock(&conn.input).error.clone();
+        input_error.or_else(|| lock(&conn.output).error.clone())
+    }
+
+    /// Sets `TCP_NODELAY` on the connected socket (it is on by default).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when there is no connected socket (not connected
+    /// yet, or released), or the operating system's error.
+    pub fn set_nodelay(&self, nodelay: bool) -> Result<()> {
+        let stream = lock(&self.inner.conn.output).stream.clone();
+        match stream {
+            Some(stream) => stream.set_nodelay(nodelay).map_err(Error::from),
+            None => Err(Error::Closed),
+        }
     }
 
     /// Whether the peer has sent FIN.

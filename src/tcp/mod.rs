@@ -9,7 +9,7 @@ pub use options::{
     TcpOptions, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
 };
-pub use server::{ServerOptions, TcpServer};
+pub use server::{Owner, ServerOptions, TcpServer};
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -86,7 +86,7 @@ impl ServerOptions {
     }
 }
 
-struct ServerShared {
+pub(crate) struct ServerShared {
     handle: LoopHandle,
     local_addr: SocketAddr,
     key: AtomicUsize,
@@ -121,6 +121,27 @@ impl fmt::Debug for TcpServer {
             .field("local_addr", &self.shared.local_addr)
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+
+/// What a connection belongs to (TouchDesigner's `Peer.owner`).
+#[derive(Debug, Clone)]
+pub enum Owner {
+    /// Accepted by this server.
+    Server(TcpServer),
+    /// Made with `tcp_connect` on this loop.
+    Loop(LoopHandle),
+}
+
+impl crate::Socket {
+    /// The server that accepted this connection, or the loop it was made
+    /// on (TouchDesigner's `Peer.owner`).
+    pub fn owner(&self) -> Owner {
+        let owner = crate::event_loop::lock(&self.conn().owner).clone();
+        match owner.and_then(|owner| owner.downcast::<ServerShared>().ok()) {
+            Some(shared) => Owner::Server(TcpServer { shared }),
+            None => Owner::Loop(self.loop_handle().clone()),
+        }
     }
 }
 
@@ -261,6 +282,7 @@ impl Acceptor {
                         WriteState::Connecting,
                         None,
                     );
+                    *crate::event_loop::lock(&conn.owner) = Some(self.shared.clone());
                     Driver::spawn(core, conn, self.callbacks.clone(), Target::Accepted(stream));
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,

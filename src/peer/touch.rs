@@ -1,0 +1,143 @@
+//! TouchDesigner's `Peer` calls, on any connection's [`Socket`].
+
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+use crate::socket::Socket;
+
+/// One item of [`Socket::send_bytes`]: text, a byte slice or a single byte
+/// value — what TouchDesigner's `sendBytes(*messages)` mixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendItem<'a> {
+    /// Text, sent as its UTF-8 bytes.
+    Text(&'a str),
+    /// Bytes, sent as they are.
+    Bytes(&'a [u8]),
+    /// One byte value.
+    Byte(u8),
+}
+
+impl<'a> From<&'a str> for SendItem<'a> {
+    fn from(text: &'a str) -> Self {
+        SendItem::Text(text)
+    }
+}
+
+impl<'a> From<&'a [u8]> for SendItem<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        SendItem::Bytes(bytes)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for SendItem<'a> {
+    fn from(bytes: &'a [u8; N]) -> Self {
+        SendItem::Bytes(bytes)
+    }
+}
+
+impl From<u8> for SendItem<'_> {
+    fn from(byte: u8) -> Self {
+        SendItem::Byte(byte)
+    }
+}
+
+impl SendItem<'_> {
+    fn append_to(&self, out: &mut Vec<u8>) {
+        match self {
+            SendItem::Text(text) => out.extend_from_slice(text.as_bytes()),
+            SendItem::Bytes(bytes) => out.extend_from_slice(bytes),
+            SendItem::Byte(byte) => out.push(*byte),
+        }
+    }
+}
+
+impl Socket {
+    /// Sends text, byte slices and single byte values, in order, with no
+    /// terminator (TouchDesigner's `sendBytes`); returns the number of bytes
+    /// queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`Socket::write`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn f(peer: &evstream::Socket) -> evstream::Result<()> {
+    /// use evstream::peer::SendItem;
+    /// // TouchDesigner: n.sendBytes('TYPE', 23, 255, 12, 0x34, b'\x01\x00')
+    /// let sent = peer.send_bytes(&[
+    ///     "TYPE".into(), 23.into(), 255.into(), 12.into(), 0x34.into(), b"\x01\x00".into(),
+    /// ])?;
+    /// assert_eq!(sent, 11);
+    /// # Ok(()) }
+    /// ```
+    pub fn send_bytes(&self, items: &[SendItem<'_>]) -> Result<usize> {
+        let mut out = Vec::new();
+        for item in items {
+            item.append_to(&mut out);
+        }
+        self.write(&out)?;
+        Ok(out.len())
+    }
+
+    /// Sends strings, each followed by `terminator` (TouchDesigner's
+    /// `send(*messages, terminator=…)`, with the terminator explicit: its
+    /// default of a NUL surprises), returning the number of bytes queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`Socket::write`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn f(peer: &evstream::Socket) -> evstream::Result<()> {
+    /// // TouchDesigner: n.send('Hello', 'World', terminator='\r\n')
+    /// assert_eq!(peer.send(&["Hello", "World"], "\r\n")?, 14);
+    /// # Ok(()) }
+    /// ```
+    pub fn send(&self, messages: &[&str], terminator: &str) -> Result<usize> {
+        let mut out = Vec::new();
+        for message in messages {
+            out.extend_from_slice(message.as_bytes());
+            out.extend_from_slice(terminator.as_bytes());
+        }
+        self.write(&out)?;
+        Ok(out.len())
+    }
+
+    /// The peer's host name as known without a lookup: the name given to
+    /// `tcp_connect`, else the peer's address as text (TouchDesigner's
+    /// `hostname` when the name is not known).
+    pub fn hostname(&self) -> Option<String> {
+        self.host()
+            .map(str::to_string)
+            .or_else(|| self.peer_addr().map(|addr| addr.ip().to_string()))
+    }
+
+    /// Looks the peer's address up in reverse DNS (TouchDesigner's
+    /// `hostname`), blocking the calling thread; on the loop thread prefer
+    /// [`hostname`](Socket::hostname).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] before the connection is up, [`Error::Resolve`]
+    /// when the lookup fails.
+    pub fn resolve_hostname(&self) -> Result<String> {
+        let ip: IpAddr = self.peer_addr().ok_or(Error::Closed)?.ip();
+        dns_lookup::lookup_addr(&ip).map_err(|err| Error::Resolve {
+            host: ip.to_string(),
+            reason: format!("{err:?}"),
+        })
+    }
+
+    /// Closes the connection gracefully and says whether this call did it
+    /// (TouchDesigner's `close() -> bool`): `false` if it was already
+    /// closed.
+    pub fn close_peer(&self) -> bool {
+        let was_open = !self.is_closed();
+        self.close();
+        was_open
+    }
+}
