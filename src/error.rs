@@ -41,6 +41,9 @@ pub enum TimeoutKind {
     Read,
     /// The kernel accepted no queued byte within the write timeout.
     Write,
+    /// The kernel itself gave up (`ETIMEDOUT`: connect attempts or
+    /// retransmissions went unanswered).
+    Network,
 }
 
 impl From<Direction> for TimeoutKind {
@@ -58,6 +61,7 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::Connect => "connect",
             TimeoutKind::Read => "read",
             TimeoutKind::Write => "write",
+            TimeoutKind::Network => "network",
         })
     }
 }
@@ -209,6 +213,7 @@ impl From<io::Error> for Error {
         match err.kind() {
             io::ErrorKind::ConnectionRefused => Error::Refused,
             io::ErrorKind::ConnectionReset => Error::Reset,
+            io::ErrorKind::TimedOut => Error::TimedOut(TimeoutKind::Network),
             _ => Error::Io(Arc::new(err)),
         }
     }
@@ -307,6 +312,11 @@ mod tests {
         assert!(matches!(Error::from(refused), Error::Refused));
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert!(matches!(Error::from(reset), Error::Reset));
+        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+        assert!(matches!(
+            Error::from(timed_out),
+            Error::TimedOut(TimeoutKind::Network)
+        ));
         let other = io::Error::from(io::ErrorKind::PermissionDenied);
         let err = Error::from(other);
         assert!(matches!(err, Error::Io(_)));

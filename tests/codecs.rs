@@ -183,7 +183,10 @@ where
             Poll::Ready(Some(Err(err))) => panic!("decode error {err:?} after {frames:?}"),
             Poll::Ready(None) => return true,
             Poll::Pending => {
-                let buffered = framed.get_ref().socket().input_buffer_len();
+                // Received but not yet a frame: in the connection's input
+                // or held by the codec.
+                let buffered =
+                    framed.get_ref().socket().input_buffer_len() + framed.read_buffer().len();
                 if enough(frames, buffered) {
                     return false;
                 }
@@ -279,7 +282,10 @@ fn split_terminators(eol: Eol, steps: &[Step], at_eof: &[&[u8]]) {
         });
         assert!(!ended, "{eol:?} step {n}: ended early");
         assert_eq!(frames, expected, "{eol:?} after step {n}");
-        assert_eq!(framed.get_ref().socket().input_buffer_len(), step.left);
+        assert_eq!(
+            framed.get_ref().socket().input_buffer_len() + framed.read_buffer().len(),
+            step.left
+        );
     }
     go.send(()).unwrap();
     expected.extend_from_slice(at_eof);

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures_lite::Stream;
 use futures_sink::Sink;
 
-use super::{decode_batch, Decoder, Encoder};
+use super::{decode_batch, give_back, Decoder, Encoder};
 use crate::buffer::Buffer;
 use crate::error::{Error, Result};
 use crate::socket::Socket;
@@ -71,6 +71,8 @@ pub struct Framed<C: Decoder> {
     /// Encoded items not yet queued on the connection: written as one
     /// vectored write when the batch is large or on flush.
     write_batch: Buffer,
+    /// Received bytes taken from the input but not yet a whole frame.
+    read_pending: Buffer,
 }
 
 /// Encoded items are queued on the connection once the batch reaches this.
@@ -79,6 +81,14 @@ const WRITE_BATCH: usize = 64 * 1024;
 // Framed never pins its fields (frames are moved out, the stream is Unpin),
 // so it is Unpin whatever the items are.
 impl<C: Decoder> Unpin for Framed<C> {}
+
+impl<C: Decoder> Drop for Framed<C> {
+    fn drop(&mut self) {
+        // Bytes of an incomplete frame were taken from the connection: give
+        // them back for whoever reads it next.
+        give_back(self.stream.socket().conn(), &mut self.read_pending);
+    }
+}
 
 impl<C: Decoder> fmt::Debug for Framed<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,6 +111,7 @@ impl<C: Decoder> Framed<C> {
             pending_error: None,
             policy: LimitPolicy::default(),
             write_batch: Buffer::new(),
+            read_pending: Buffer::new(),
         }
     }
 
@@ -114,6 +125,12 @@ impl<C: Decoder> Framed<C> {
         &self.stream
     }
 
+    /// Received bytes the codec holds: taken from the connection's input
+    /// buffer but not yet a whole frame (tokio's `Framed::read_buffer`).
+    pub fn read_buffer(&self) -> &Buffer {
+        &self.read_pending
+    }
+
     /// The codec.
     pub fn codec(&self) -> &C {
         &self.codec
@@ -124,10 +141,16 @@ impl<C: Decoder> Framed<C> {
         &mut self.codec
     }
 
-    /// The stream back. Frames decoded but not yet taken are lost, so call
-    /// this between frames.
-    pub fn into_inner(self) -> AsyncIoStream {
-        self.stream
+    /// The stream back. Bytes of an incomplete frame go back to the front
+    /// of the input buffer; frames decoded but not yet taken are lost, so
+    /// call this between frames.
+    pub fn into_inner(mut self) -> AsyncIoStream {
+        give_back(self.stream.socket().conn(), &mut self.read_pending);
+        let stream = self.stream.socket().clone();
+        let lent = self.stream.take_lent();
+        let mut stream = AsyncIoStream::new(stream);
+        stream.put_lent(lent);
+        stream
     }
 
     fn fail(&mut self, err: Error) -> Error {
@@ -154,13 +177,15 @@ impl<C: Decoder> Stream for Framed<C> {
         if this.done {
             return Poll::Ready(None);
         }
-        let mut lent = Buffer::new();
         let chunk = this.stream.take_lent();
         if !chunk.is_empty() {
-            lent.push(chunk);
+            // A chunk lent before framing began comes first.
+            let mut rest = std::mem::take(&mut this.read_pending);
+            this.read_pending.push(chunk);
+            this.read_pending.append(&mut rest);
         }
         let conn = this.stream.socket().conn().clone();
-        let batch = decode_batch(&conn, &mut this.codec, lent, |input| {
+        let batch = decode_batch(&conn, &mut this.codec, &mut this.read_pending, |input| {
             input.register(cx.waker())
         });
         this.frames.extend(batch.frames);
@@ -268,11 +293,12 @@ impl TcpOptions {
                 None => FrameState {
                     decoder: decoder.clone(),
                     failed: false,
+                    pending: Buffer::new(),
                 },
             };
             if !state.failed {
                 loop {
-                    let batch = decode_batch(&conn, &mut state.decoder, Buffer::new(), |_| {});
+                    let batch = decode_batch(&conn, &mut state.decoder, &mut state.pending, |_| {});
                     let more = batch.frames.len() == super::BATCH && batch.error.is_none();
                     for frame in batch.frames {
                         callback(socket, Ok(frame));
@@ -296,4 +322,7 @@ impl TcpOptions {
 struct FrameState<D> {
     decoder: D,
     failed: bool,
+    /// Bytes of an incomplete frame, out of the input buffer so reading
+    /// goes on past the watermark.
+    pending: Buffer,
 }

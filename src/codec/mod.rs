@@ -14,9 +14,12 @@
 //!   callback receives whole frames, on the loop thread.
 //!
 //! Built in: [`LinesCodec`], [`LengthDelimitedCodec`] and [`SlipCodec`].
-//! Decoders run without any lock of the connection held: the batch of
-//! received bytes is taken out of the input buffer while they decode and the
-//! rest goes back in front of what arrived meanwhile.
+//! Decoders run without any lock of the connection held: received bytes are
+//! taken out of the input buffer into the codec's own buffer and decoded
+//! there; an incomplete frame waits there (bounded by the codec's maximum
+//! frame) while the connection goes on reading. A codec must be the only
+//! reader of its connection; bytes it holds go back to the input buffer when
+//! it is dropped or unwrapped.
 
 mod framed;
 mod length;
@@ -120,22 +123,25 @@ pub(crate) struct Batch<T> {
     pub(crate) finished: bool,
 }
 
-/// Decodes up to [`BATCH`] frames from `conn`'s input (plus `lent`, bytes a
-/// stream had already taken), with the input lock released while the
-/// decoder runs. `register` runs under the lock before decoding, so a waker
-/// stored there cannot miss bytes appended during the decode.
+/// Decodes up to [`BATCH`] frames from `conn`'s input, with the input lock
+/// released while the decoder runs. `pending` holds what earlier batches
+/// took but could not decode (an incomplete frame); what this batch leaves
+/// stays there too, out of the input buffer, so the connection keeps
+/// reading even when a frame is longer than the read high watermark (the
+/// decoder's own maximum frame bounds it). `register` runs under the lock
+/// before decoding, so a waker stored there cannot miss bytes appended
+/// during the decode.
 pub(crate) fn decode_batch<D: Decoder>(
     conn: &Arc<Conn>,
     decoder: &mut D,
-    lent: Buffer,
+    pending: &mut Buffer,
     register: impl FnOnce(&mut Input),
 ) -> Batch<D::Item> {
-    let (mut work, ended, stored_error) = conn.with_input(|input| {
-        let mut work = lent;
-        work.append(&mut input.buf);
+    let (ended, stored_error) = conn.with_input(|input| {
+        pending.append(&mut input.buf);
         let ended = input.eof || input.closed || input.error.is_some();
         register(input);
-        (work, ended, input.error.clone())
+        (ended, input.error.clone())
     });
     let mut batch = Batch {
         frames: Vec::new(),
@@ -143,11 +149,11 @@ pub(crate) fn decode_batch<D: Decoder>(
         finished: false,
     };
     while batch.frames.len() < BATCH {
-        match decoder.decode(&mut work) {
+        match decoder.decode(pending) {
             Ok(Some(frame)) => batch.frames.push(frame),
             Ok(None) => {
                 if ended {
-                    match decoder.decode_eof(&mut work) {
+                    match decoder.decode_eof(pending) {
                         Ok(Some(frame)) => {
                             batch.frames.push(frame);
                             continue;
@@ -167,9 +173,19 @@ pub(crate) fn decode_batch<D: Decoder>(
             }
         }
     }
-    // What the decoder left goes back in front of what arrived meanwhile.
-    if !work.is_empty() {
-        conn.with_input(|input| crate::stream::prepend(&mut input.buf, work));
+    if batch.error.is_some() && !pending.is_empty() {
+        // Bad input stays readable where it came from, in order.
+        let bad = std::mem::take(pending);
+        conn.with_input(|input| crate::stream::prepend(&mut input.buf, bad));
     }
     batch
+}
+
+/// Puts bytes a codec holds back at the front of the connection's input,
+/// when the codec is dropped or unwrapped.
+pub(crate) fn give_back(conn: &Arc<Conn>, pending: &mut Buffer) {
+    if !pending.is_empty() {
+        let held = std::mem::take(pending);
+        conn.with_input(|input| crate::stream::prepend(&mut input.buf, held));
+    }
 }

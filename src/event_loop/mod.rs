@@ -404,7 +404,13 @@ impl Core {
                 Command::PollTask(key) => self.poll_task(key),
             }
         }
-        while let Some(key) = self.pending_wakes.pop_front() {
+        // Only the wakes queued before this pass: a source that asks to run
+        // again (a reader with more to read) waits for the next pass, after
+        // the poller, the timers and the other sources have had their turn.
+        for _ in 0..self.pending_wakes.len() {
+            let Some(key) = self.pending_wakes.pop_front() else {
+                break;
+            };
             self.dispatch(key, |s, core| s.on_wake(core, key));
         }
     }

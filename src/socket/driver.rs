@@ -161,6 +161,13 @@ pub(crate) struct Driver {
     write_timer_armed: bool,
     read_timed_out: bool,
     write_timed_out: bool,
+    // Timers are never cancelled and slab keys are reused, so a timer may
+    // belong to an earlier connection: these say whether one applies.
+    connect_deadline: Option<Instant>,
+    linger_deadline: Option<Instant>,
+    // The linger timer fired while output was still moving: re-arm it from
+    // this last progress.
+    pending_linger_rearm: Option<Instant>,
 }
 
 impl Driver {
@@ -195,6 +202,9 @@ impl Driver {
             write_timer_armed: false,
             read_timed_out: false,
             write_timed_out: false,
+            connect_deadline: None,
+            linger_deadline: None,
+            pending_linger_rearm: None,
         }
     }
 
@@ -216,7 +226,7 @@ impl Driver {
                 match Registration::new(core.poller(), Arc::new(stream), key) {
                     Ok(registration) => {
                         self.registration = Some(registration);
-                        self.open(core);
+                        self.open(core, key);
                     }
                     Err(err) => self.fail(Error::from(err)),
                 }
@@ -239,7 +249,16 @@ impl Driver {
 
     fn arm_connect_timer(&mut self, core: &mut Core, key: usize) {
         let deadline = core.now() + self.conn.config.connect_timeout;
+        self.connect_deadline = Some(deadline);
         core.add_timer(deadline, key, TOKEN_CONNECT);
+    }
+
+    /// Arms the linger timer: while closing, it bounds how long the output
+    /// may go without progress and how long to wait for the peer's FIN.
+    fn arm_linger_timer(&mut self, core: &mut Core, key: usize, from: Instant) {
+        let deadline = from + self.conn.config.close_linger;
+        self.linger_deadline = Some(deadline);
+        core.add_timer(deadline, key, TOKEN_LINGER);
     }
 
     /// Starts a non-blocking connect to the next address; fails the
@@ -290,7 +309,7 @@ impl Driver {
             },
         };
         match failure {
-            None => self.open(core),
+            None => self.open(core, key),
             Some(err) => {
                 if let Phase::Connecting { last_error, .. } = &mut self.phase {
                     *last_error = Some(Error::from(err));
@@ -301,7 +320,7 @@ impl Driver {
     }
 
     /// The socket is connected: publish it and send what was queued.
-    fn open(&mut self, core: &mut Core) {
+    fn open(&mut self, core: &mut Core, key: usize) {
         let Some(registration) = &self.registration else {
             return;
         };
@@ -323,8 +342,18 @@ impl Driver {
         self.last_read = core.now();
         self.last_write = core.now();
         self.outcome.connected = true;
+        // A connection whose lifetime follows its handles, with no callback
+        // to hand one out and no handle held (a server with no callbacks at
+        // all accepted it): nobody can ever use or close it, so close it.
+        let unreachable = !self.conn.lifetime_is_explicit
+            && self.callbacks.connect.is_none()
+            && self.conn.handles.load(Ordering::Acquire) == 0;
+        if unreachable {
+            self.conn.closed.store(true, Ordering::Release);
+            self.closing = true;
+        }
         if self.closing {
-            self.begin_close(core);
+            self.begin_close(core, key);
         } else {
             self.flush(core);
         }
@@ -371,6 +400,10 @@ impl Driver {
             let after = out.buf.len();
             out.awaiting_writable = after > 0;
             let mut changed = after < before;
+            if changed {
+                // Progress: a timeout nobody saw no longer applies.
+                out.timed_out = false;
+            }
             if error.is_none() && after == 0 && out.state == WriteState::ShutdownQueued {
                 match stream.shutdown(Shutdown::Write) {
                     Ok(()) => {}
@@ -483,6 +516,10 @@ impl Driver {
                 for chunk in done.drain(..) {
                     input.buf.push(chunk);
                 }
+                if total > 0 {
+                    // Progress: a timeout nobody saw no longer applies.
+                    input.timed_out = false;
+                }
                 if hit_limit {
                     if input.buf.len() >= limit {
                         input.suspended = true;
@@ -522,7 +559,7 @@ impl Driver {
     }
 
     /// Starts (or continues) a graceful close: flush, FIN, linger, release.
-    fn begin_close(&mut self, core: &mut Core) {
+    fn begin_close(&mut self, core: &mut Core, key: usize) {
         self.closing = true;
         let wakers = {
             let mut input = lock(&self.conn.input);
@@ -543,6 +580,10 @@ impl Driver {
         // Discard what the peer sends meanwhile, so it is never blocked
         // writing to us while we wait for it to read.
         self.read(core);
+        // A peer that never reads must not hold the connection for ever.
+        if !self.released && matches!(self.phase, Phase::Open) {
+            self.arm_linger_timer(core, key, self.last_write.max(core.now()));
+        }
     }
 
     fn handle_requests(&mut self, core: &mut Core, key: usize, bits: u32) {
@@ -573,16 +614,22 @@ impl Driver {
             }
         }
         if bits & REQ_TIMERS != 0 {
+            // set_timeouts: new values, counted from now. Clearing the armed
+            // flags arms timers at the new deadlines (a shorter timeout must
+            // not wait for the old timer); stale timers check their deadline.
             let (read, write) = *lock(&self.conn.timeouts);
             self.read_timeout = read;
             self.write_timeout = write;
             self.read_timed_out = false;
             self.write_timed_out = false;
+            self.read_timer_armed = false;
+            self.write_timer_armed = false;
             self.last_read = core.now();
             self.last_write = core.now();
         }
+        // REQ_ARM_TIMERS needs nothing here: `settle` arms what applies.
         if bits & REQ_CLOSE != 0 && !self.closing {
-            self.begin_close(core);
+            self.begin_close(core, key);
         }
         if bits & (REQ_FLUSH | REQ_SHUTDOWN) != 0 {
             self.flush(core);
@@ -600,13 +647,32 @@ impl Driver {
         let now = core.now();
         match token {
             TOKEN_CONNECT => {
-                if matches!(self.phase, Phase::Resolving | Phase::Connecting { .. }) {
+                let due = self
+                    .connect_deadline
+                    .is_some_and(|deadline| now >= deadline);
+                if due && matches!(self.phase, Phase::Resolving | Phase::Connecting { .. }) {
                     self.fail(Error::TimedOut(TimeoutKind::Connect));
                 }
             }
             TOKEN_LINGER => {
-                if matches!(self.phase, Phase::Lingering) {
-                    self.release(None, false);
+                let due = self.linger_deadline.is_some_and(|deadline| now >= deadline);
+                if !due || !self.closing {
+                    return;
+                }
+                match self.phase {
+                    // The peer never sent its FIN: release anyway.
+                    Phase::Lingering => self.release(None, false),
+                    // Still flushing: give up only if the output has made
+                    // no progress for the whole linger time (a peer that
+                    // stopped reading); a slow reader keeps going.
+                    Phase::Open => {
+                        if now >= self.last_write + self.conn.config.close_linger {
+                            self.release(None, true);
+                        } else {
+                            self.pending_linger_rearm = Some(self.last_write);
+                        }
+                    }
+                    _ => {}
                 }
             }
             TOKEN_READ => {
@@ -903,6 +969,9 @@ impl Driver {
             self.run_close_callbacks();
             self.socket = None;
             return Step::Remove;
+        }
+        if let Some(from) = self.pending_linger_rearm.take() {
+            self.arm_linger_timer(core, key, from);
         }
         if self.read_more || self.renotify {
             // `on_wake` sees the flags and reads or notifies again, after

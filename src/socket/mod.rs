@@ -112,6 +112,9 @@ const REQ_WRITE_CB: u32 = 1 << 5;
 const REQ_SHUTDOWN: u32 = 1 << 6;
 const REQ_WRITE_FAILED: u32 = 1 << 7;
 const REQ_RESOLVED: u32 = 1 << 8;
+/// Something changed what is waiting (output queued, reading paused): arm
+/// the idle timers that now apply, without restarting their counts.
+const REQ_ARM_TIMERS: u32 = 1 << 9;
 
 const UNREGISTERED: usize = usize::MAX;
 
@@ -451,7 +454,7 @@ impl Conn {
                 requests |= REQ_FLUSH;
             }
             if can_flush && lock(&self.timeouts).1.is_some() {
-                requests |= REQ_TIMERS;
+                requests |= REQ_ARM_TIMERS;
             }
         }
         (result, requests)
@@ -549,7 +552,7 @@ impl Conn {
                     requests |= REQ_FLUSH;
                 }
                 if can_flush && lock(&self.timeouts).1.is_some() {
-                    requests |= REQ_TIMERS;
+                    requests |= REQ_ARM_TIMERS;
                 }
             }
         }
@@ -867,7 +870,7 @@ impl Socket {
     /// The read timeout does not count while reading is paused.
     pub fn pause_reading(&self) {
         self.inner.conn.user_paused.store(true, Ordering::Release);
-        self.inner.conn.request(REQ_TIMERS);
+        self.inner.conn.request(REQ_ARM_TIMERS);
     }
 
     /// Resumes reading after [`pause_reading`](Socket::pause_reading).

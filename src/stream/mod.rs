@@ -915,6 +915,12 @@ impl AsyncIoStream {
         std::mem::take(&mut self.read.current)
     }
 
+    /// Hands a lent chunk back (see [`take_lent`](Self::take_lent)).
+    pub(crate) fn put_lent(&mut self, chunk: Bytes) {
+        debug_assert!(self.read.current.is_empty());
+        self.read.current = chunk;
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.read.socket.peer_addr()

@@ -57,10 +57,12 @@ impl ReadHalf {
     /// Waits for a frame whose end `find(buffer, searched)` reports (an
     /// offset one past its last byte; `searched` is how much of `buffer` an
     /// earlier call already looked at), at most `max` bytes long, and takes
-    /// it.
+    /// it. `find` runs with no lock held, except when `trusted` (evstream's
+    /// own finders), which may look in the input buffer in place.
     pub(super) async fn read_frame(
         &mut self,
         max: usize,
+        trusted: bool,
         mut find: impl FnMut(&mut Buffer, usize) -> Option<usize>,
     ) -> Result<Bytes> {
         let conn = self.conn().clone();
@@ -78,11 +80,12 @@ impl ReadHalf {
             limit: max,
         };
         let result = poll_fn(|cx| {
-            conn.with_input(|input| {
-                // The common case: the whole frame is already buffered.
-                if pending.buf.is_empty() {
+            // Under the lock: take what arrived (or, for our own finders,
+            // the frame itself when it is all there) and note the end.
+            let taken = conn.with_input(|input| {
+                if trusted && pending.buf.is_empty() {
                     if let Some(end) = find(&mut input.buf, 0) {
-                        return Poll::Ready(if end <= max {
+                        return Err(if end <= max {
                             Ok(input.buf.split_to(end))
                         } else {
                             Err(too_long())
@@ -91,29 +94,40 @@ impl ReadHalf {
                     searched = input.buf.len();
                 }
                 pending.buf.append(&mut input.buf);
-                if let Some(end) = find(&mut pending.buf, searched) {
-                    if end > max {
-                        return Poll::Ready(Err(too_long()));
-                    }
-                    let frame = pending.buf.split_to(end);
-                    // What follows the frame goes back, ahead of anything
-                    // that arrives later.
-                    prepend(&mut input.buf, std::mem::take(&mut pending.buf));
-                    return Poll::Ready(Ok(frame));
-                }
-                searched = pending.buf.len();
-                if pending.buf.len() >= max {
+                Ok(end_or_pending(input, Some(cx.waker())))
+            });
+            let end = match taken {
+                Err(frame) => return Poll::Ready(frame),
+                Ok(end) => end,
+            };
+            // No lock held: look for the frame in what was taken.
+            if let Some(frame_end) = find(&mut pending.buf, searched) {
+                if frame_end > max {
                     return Poll::Ready(Err(too_long()));
                 }
-                match end_or_pending(input, Some(cx.waker())) {
-                    Poll::Ready(Ok(())) => Poll::Ready(Err(Error::UnexpectedEof {
-                        needed: pending.buf.len() + 1,
-                        received: pending.buf.len(),
-                    })),
-                    Poll::Ready(Err(err)) => Poll::Ready(Err(Error::from(err))),
-                    Poll::Pending => Poll::Pending,
+                let frame = pending.buf.split_to(frame_end);
+                // What follows the frame goes back, ahead of anything that
+                // arrived meanwhile.
+                let rest = std::mem::take(&mut pending.buf);
+                if !rest.is_empty() {
+                    conn.with_input(|input| prepend(&mut input.buf, rest));
                 }
-            })
+                return Poll::Ready(Ok(frame));
+            }
+            searched = pending.buf.len();
+            if pending.buf.len() >= max {
+                return Poll::Ready(Err(too_long()));
+            }
+            match end {
+                Poll::Ready(Ok(())) => Poll::Ready(Err(Error::UnexpectedEof {
+                    needed: pending.buf.len() + 1,
+                    received: pending.buf.len(),
+                })),
+                Poll::Ready(Err(err)) => Poll::Ready(Err(Error::from(err))),
+                // The waker was registered under the lock: bytes that
+                // arrived since wake this task again.
+                Poll::Pending => Poll::Pending,
+            }
         })
         .await;
         // On failure `pending` gives its bytes back here, outside the lock.
@@ -138,7 +152,7 @@ impl ReadHalf {
         }
         let overlap = delimiter.len() - 1;
         let mut frame = self
-            .read_frame(max, |buf, searched| {
+            .read_frame(max, true, |buf, searched| {
                 buf.search_from(searched.saturating_sub(overlap), delimiter)
                     .map(|at| at + delimiter.len())
             })
@@ -154,7 +168,8 @@ impl ReadHalf {
         max: usize,
         mut matcher: impl FnMut(&[u8]) -> Option<usize>,
     ) -> Result<Bytes> {
-        self.read_frame(max, |buf, _| {
+        // The matcher is user code: it runs with no lock held.
+        self.read_frame(max, false, |buf, _| {
             // A pattern needs contiguous bytes; only what a frame may span
             // (at most `max`) is made contiguous.
             let n = buf.len().min(max);
@@ -178,7 +193,7 @@ impl ReadHalf {
             });
         }
         let result = self
-            .read_frame(n, |buf, _| (buf.len() >= n).then_some(n))
+            .read_frame(n, true, |buf, _| (buf.len() >= n).then_some(n))
             .await;
         match result {
             Err(Error::UnexpectedEof { received, .. }) => Err(Error::UnexpectedEof {

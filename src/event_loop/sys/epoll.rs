@@ -114,11 +114,14 @@ impl Poller {
             .list
             .extend(ready.iter().map(|event| (event.data.u64(), event.flags)));
         if events.list.iter().any(|&(key, _)| key == NOTIFY_KEY) {
-            // Reset before draining: a notify racing with this either sees
-            // `false` and writes again, or its command is already queued.
-            self.notified.store(false, Ordering::SeqCst);
+            // Drain first, then reset: a notify between the two sees `true`
+            // and writes nothing, but its command is already queued and
+            // runs on the coming turn; one after the reset writes again.
+            // (Resetting first could let a write be drained while the flag
+            // stays set, and no notification would ever be written again.)
             let mut counter = [0u8; 8];
             let _ = rustix::io::read(&self.wake, &mut counter);
+            self.notified.store(false, Ordering::SeqCst);
         }
         Ok(())
     }
