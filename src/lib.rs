@@ -154,6 +154,7 @@
 
 pub mod buffer;
 pub mod codec;
+pub mod osc;
 mod error;
 mod event_loop;
 pub mod peer;
