@@ -2,7 +2,10 @@
 
 use std::net::IpAddr;
 
+use crate::buffer::Buffer;
+use crate::codec::Encoder;
 use crate::error::{Error, Result};
+use crate::osc::{osc_packets, OscCodec, OscFraming, OscValue, SendOscOptions};
 use crate::socket::Socket;
 
 /// One item of [`Socket::send_bytes`]: text, a byte slice or a single byte
@@ -130,6 +133,49 @@ impl Socket {
             host: ip.to_string(),
             reason: format!("{err:?}"),
         })
+    }
+
+    /// Sends OSC (TouchDesigner's `sendOSC`): each `(address, values)` pair
+    /// becomes a message whose argument types are inferred as
+    /// TouchDesigner documents (see [`crate::osc::infer_args`]); with
+    /// `options.as_bundle` all of them go in one bundle. `framing` is OSC
+    /// over TCP's: [`OscFraming::Osc10`] (int32 size prefix) or
+    /// [`OscFraming::Osc11`] (SLIP, double END). Returns the number of
+    /// bytes queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a value the options cannot send (an
+    /// integer over 32 bits without non-standard types, say) — nothing is
+    /// sent then; else as [`Socket::write`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn f(peer: &evstream::Socket) -> evstream::Result<()> {
+    /// use evstream::osc::{OscFraming, OscValue, SendOscOptions};
+    /// // TouchDesigner: n.sendOSC('/abc', [1, b'abc', 'apple', True, None, float('inf')])
+    /// let values: Vec<OscValue> = vec![
+    ///     1.into(), (&b"abc"[..]).into(), "apple".into(), true.into(), OscValue::None, f64::INFINITY.into(),
+    /// ];
+    /// peer.send_osc(&[("/abc", values)], &SendOscOptions::default(), OscFraming::Osc10)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_osc<A: AsRef<str>, V: AsRef<[OscValue]>>(
+        &self,
+        messages: &[(A, V)],
+        options: &SendOscOptions,
+        framing: OscFraming,
+    ) -> Result<usize> {
+        let packets = osc_packets(messages, options)?;
+        let mut codec = OscCodec::new(framing, usize::MAX);
+        let mut wire = Buffer::new();
+        for packet in &packets {
+            codec.encode(packet, &mut wire)?;
+        }
+        let len = wire.len();
+        self.conn().write_chunks(wire)?;
+        Ok(len)
     }
 
     /// Closes the connection gracefully and says whether this call did it
