@@ -147,8 +147,11 @@
 //! [`buffer`] (the chunk chain) ← the event loop ([`EventLoop`],
 //! [`LoopHandle`]) ← the connection ([`Socket`], [`tcp_connect`],
 //! [`TcpServer`], [`TcpOptions`]) ← the streams ([`AsyncIoStream`],
-//! [`AsyncInputStream`], [`AsyncOutputStream`], [`Blocking`]). Errors are one
-//! [`Error`] enum; connection events are [`Event`]s.
+//! [`AsyncInputStream`], [`AsyncOutputStream`], [`Blocking`], and the
+//! IOStream-style reads such as [`AsyncIoStream::read_until`]) ← [`codec`]
+//! (framing over the input buffer), [`osc`] and [`peer`] (the Godot, Luna and
+//! TouchDesigner shapes). Errors are one [`Error`] enum; connection events
+//! are [`Event`]s.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
