@@ -157,9 +157,9 @@
 
 pub mod buffer;
 pub mod codec;
-pub mod osc;
 mod error;
 mod event_loop;
+pub mod osc;
 pub mod peer;
 mod socket;
 mod stream;

@@ -11,7 +11,7 @@
 mod sys;
 mod timer;
 
-pub(crate) use sys::{Readiness, Registration};
+pub(crate) use sys::{read_into_spare, Readiness, Registration};
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};

@@ -1,7 +1,7 @@
 //! The loop-thread half of a connection: connecting, reading, flushing,
 //! timeouts, closing, and running the callbacks.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -15,7 +15,9 @@ use super::{
     REQ_RESOLVED, REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB, REQ_WRITE_FAILED,
 };
 use crate::error::{Direction, Error, Event, TimeoutKind};
-use crate::event_loop::{panic_message, Core, Readiness, Registration, Source, Step};
+use crate::event_loop::{
+    panic_message, read_into_spare, Core, Readiness, Registration, Source, Step,
+};
 
 const TOKEN_READ: u64 = 1;
 const TOKEN_WRITE: u64 = 2;
@@ -58,13 +60,15 @@ enum Phase {
     Lingering,
 }
 
-/// Reads go into the initialised tail of a `BytesMut` block; what was read
-/// is split off and frozen, so a read costs no allocation until the block
-/// is used up. The block size adapts: it doubles while reads fill it and
-/// halves when they are small.
+/// Reads go into the spare capacity of a `BytesMut` block; what one event
+/// read is split off and frozen, so a read costs no allocation until the
+/// block is used up, and a used-up block whose chunks have all been dropped
+/// is reclaimed rather than reallocated. The block size adapts: it starts
+/// small (so idle connections hold little memory), doubles while reads fill
+/// it and halves when they are small.
 struct ReadBlock {
+    /// `len()` is what this event has read so far; the rest is room.
     block: BytesMut,
-    filled: usize,
     next_size: usize,
     max_size: usize,
 }
@@ -73,45 +77,41 @@ impl ReadBlock {
     fn new(max_size: usize) -> Self {
         ReadBlock {
             block: BytesMut::new(),
-            filled: 0,
             next_size: MIN_READ_BLOCK.min(max_size),
             max_size,
         }
     }
 
-    /// A slice of at most `want` bytes to read into; moves bytes read so far
-    /// into `done` if the block has to be replaced.
-    fn prepare(&mut self, want: usize, done: &mut Vec<Bytes>) -> &mut [u8] {
-        let available = self.block.len() - self.filled;
-        if available < want.min(MIN_READ_BLOCK) {
-            if self.filled > 0 {
-                done.push(self.block.split_to(self.filled).freeze());
-                self.filled = 0;
+    /// Reads at most `want` bytes from `stream`; returns (read, asked).
+    /// Moves what this event read so far into `done` when the block has to
+    /// be replaced.
+    fn read(
+        &mut self,
+        stream: &TcpStream,
+        want: usize,
+        done: &mut Vec<Bytes>,
+    ) -> io::Result<(usize, usize)> {
+        let room = self.block.capacity() - self.block.len();
+        if room < want.min(MIN_READ_BLOCK) {
+            if !self.block.is_empty() {
+                done.push(self.block.split().freeze());
             }
-            let size = self
-                .next_size
-                .max(want.min(self.max_size))
-                .max(MIN_READ_BLOCK);
-            self.block = BytesMut::zeroed(size);
+            // Reclaims the old allocation when nothing refers to it any more.
+            self.block.reserve(self.next_size.max(MIN_READ_BLOCK));
         }
-        let end = self.block.len().min(self.filled + want);
-        &mut self.block[self.filled..end]
-    }
-
-    /// Records `n` bytes read into a slice of `asked` bytes.
-    fn commit(&mut self, n: usize, asked: usize) {
-        self.filled += n;
+        let asked = (self.block.capacity() - self.block.len()).min(want);
+        let n = read_into_spare(stream, &mut self.block, asked)?;
         if n == asked {
             self.next_size = (self.next_size * 2).min(self.max_size);
         } else if n < self.next_size / 8 {
             self.next_size = (self.next_size / 2).max(MIN_READ_BLOCK);
         }
+        Ok((n, asked))
     }
 
     fn finish(&mut self, done: &mut Vec<Bytes>) {
-        if self.filled > 0 {
-            done.push(self.block.split_to(self.filled).freeze());
-            self.filled = 0;
+        if !self.block.is_empty() {
+            done.push(self.block.split().freeze());
         }
     }
 }
@@ -445,7 +445,9 @@ impl Driver {
         let Some(stream) = self.stream() else {
             return;
         };
-        let discard = self.closing;
+        // Closed by the application (perhaps from another thread, before
+        // the loop has handled the request): what arrives is discarded.
+        let discard = self.closing || self.conn.closed.load(Ordering::Acquire);
         let drain = self.callbacks.read.is_some() && !self.conn.config.dont_drain;
         if !discard && self.conn.user_paused.load(Ordering::Acquire) {
             return;
@@ -472,15 +474,15 @@ impl Driver {
                 self.read_more = true;
                 break;
             }
-            let dst = self.read_block.prepare(space.min(chunk_size), &mut done);
-            let asked = dst.len();
-            match (&*stream).read(dst) {
-                Ok(0) => {
+            match self
+                .read_block
+                .read(&stream, space.min(chunk_size), &mut done)
+            {
+                Ok((0, _)) => {
                     eof = true;
                     break;
                 }
-                Ok(n) => {
-                    self.read_block.commit(n, asked);
+                Ok((n, asked)) => {
                     total += n;
                     if limited {
                         space -= n;
@@ -513,6 +515,10 @@ impl Driver {
         } else {
             let (wakers, len) = {
                 let mut input = lock(&self.conn.input);
+                if input.closed {
+                    // Closed while this read was in flight.
+                    done.clear();
+                }
                 for chunk in done.drain(..) {
                     input.buf.push(chunk);
                 }
@@ -540,9 +546,9 @@ impl Driver {
                 (wakers, input.buf.len())
             };
             wake_all(wakers);
-            // At EOF a reader waiting for more (a partial frame) is told
-            // once more, so it can see the end.
-            if (total > 0 && len >= self.conn.config.read_low_watermark) || (eof && len > 0) {
+            // At EOF the reader is told once more, so one waiting for the
+            // rest of a frame (in the input, or held by a codec) sees the end.
+            if (total > 0 && len >= self.conn.config.read_low_watermark) || eof {
                 self.outcome.notify = true;
             }
         }

@@ -690,6 +690,15 @@ impl Conn {
 
     pub(crate) fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
+            // Input ends now, not when the loop gets to the request: bytes
+            // read after this call are discarded, and readers see the end
+            // once the buffered bytes are taken.
+            let wakers = {
+                let mut input = lock(&self.input);
+                input.closed = true;
+                input.take_wakers()
+            };
+            wake_all(wakers);
             self.request(REQ_CLOSE);
         }
     }

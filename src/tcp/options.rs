@@ -118,7 +118,10 @@ impl TcpOptions {
 
     /// Dont-drain mode: `callback(socket)` runs after a loop turn in which
     /// new bytes were appended to the input buffer (and it holds at least
-    /// the read low watermark). The bytes stay there until read.
+    /// the read low watermark). The bytes stay there until read. It runs
+    /// again on the next turn while it keeps taking bytes and leaves some,
+    /// and once at EOF, so a reader sees the end (`read` then gives the
+    /// rest, then `Ok(0)`).
     pub fn notify_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
         self.callbacks.notify = Some(Arc::new(Mutex::new(callback)));
         self.config.dont_drain = true;

@@ -24,8 +24,11 @@ mod polling;
 pub(crate) use self::polling::{Events, Poller};
 
 use std::io;
+use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+
+use bytes::BytesMut;
 
 /// What the poller reported for one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,5 +70,54 @@ impl<S: AsFd> Drop for Registration<S> {
         // Failure means the descriptor is already gone from the poller;
         // nothing else can be done about it here.
         let _ = self.poller.delete(self.source.as_fd());
+    }
+}
+
+/// Reads from `stream` into the spare capacity of `block`, at most `max`
+/// bytes, and extends `block` by what was read. Returns that count.
+///
+/// The spare capacity is not zeroed first: zero-filling every read block
+/// cost about a tenth of the receiver's CPU in the bulk benchmark and made
+/// every idle connection's block resident.
+#[allow(unsafe_code)]
+pub(crate) fn read_into_spare(
+    stream: &TcpStream,
+    block: &mut BytesMut,
+    max: usize,
+) -> io::Result<usize> {
+    let spare = block.spare_capacity_mut();
+    let len = spare.len().min(max);
+    let (filled, _) = rustix::io::read(stream, &mut spare[..len])?;
+    let n = filled.len();
+    // SAFETY: `rustix::io::read` initialised the first `n` bytes of the
+    // spare capacity, which begins right after `block.len()`, and `n` is at
+    // most that capacity.
+    unsafe { block.set_len(block.len() + n) };
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn read_into_spare_appends_exactly_what_was_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (reader, _) = listener.accept().unwrap();
+        writer.write_all(b"hello world").unwrap();
+        let mut block = BytesMut::with_capacity(64);
+        block.extend_from_slice(b">");
+        let mut got = 0;
+        while got < 5 {
+            got += read_into_spare(&reader, &mut block, 5 - got).unwrap();
+        }
+        assert_eq!(&block[..], b">hello");
+        let mut small = BytesMut::with_capacity(3);
+        let n = read_into_spare(&reader, &mut small, 100).unwrap();
+        assert!(n <= small.capacity());
+        assert_eq!(&small[..], &b" world"[..n]);
     }
 }
