@@ -281,7 +281,16 @@ pub const MAX_PENDING_CONNECTIONS: usize = 1024;
 pub struct TcpPeerServer {
     handle: LoopHandle,
     server: Option<TcpServer>,
-    pending: Arc<Mutex<VecDeque<AsyncIoStream>>>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+/// Accepted connections waiting to be taken. A new queue per `listen`, and
+/// `open` checked under its lock, so a connection accepted just as the
+/// server stops is closed rather than left where nobody will take it.
+#[derive(Debug, Default)]
+struct Pending {
+    open: bool,
+    streams: VecDeque<AsyncIoStream>,
 }
 
 impl Default for TcpPeerServer {
@@ -320,13 +329,20 @@ impl TcpPeerServer {
             bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             port,
         );
+        self.pending = Arc::new(Mutex::new(Pending {
+            open: true,
+            streams: VecDeque::new(),
+        }));
         let pending = self.pending.clone();
         let options = TcpOptions::new().stream_connect_cb(move |stream| {
             let mut pending = lock(&pending);
-            if pending.len() < MAX_PENDING_CONNECTIONS {
-                pending.push_back(stream);
-            } else {
+            if pending.open && pending.streams.len() < MAX_PENDING_CONNECTIONS {
+                pending.streams.push_back(stream);
+            } else if pending.open {
                 stream.socket().abort();
+            } else {
+                // Accepted as the server stopped.
+                stream.close();
             }
         });
         let server = TcpServer::bind(&self.handle, addr, ServerOptions::new().connection(options))?;
@@ -349,12 +365,12 @@ impl TcpPeerServer {
     /// Whether an accepted connection waits (Godot's
     /// `is_connection_available`).
     pub fn is_connection_available(&self) -> bool {
-        !lock(&self.pending).is_empty()
+        !lock(&self.pending).streams.is_empty()
     }
 
     /// The oldest accepted connection, if any (Godot's `take_connection`).
     pub fn take_connection(&mut self) -> Option<TcpPeer> {
-        let stream = lock(&self.pending).pop_front()?;
+        let stream = lock(&self.pending).streams.pop_front()?;
         Some(TcpPeer::from_stream(self.handle.clone(), stream))
     }
 
@@ -364,7 +380,12 @@ impl TcpPeerServer {
         if let Some(server) = self.server.take() {
             server.close();
         }
-        for stream in lock(&self.pending).drain(..) {
+        let waiting = {
+            let mut pending = lock(&self.pending);
+            pending.open = false;
+            std::mem::take(&mut pending.streams)
+        };
+        for stream in waiting {
             stream.close();
         }
     }
