@@ -125,6 +125,9 @@ pub(crate) struct Shared {
     id: u64,
     poller: Arc<Poller>,
     commands: Mutex<VecDeque<Command>>,
+    /// Set after a command is queued, so the loop can skip the lock on the
+    /// (usual) turns when nothing was posted.
+    has_commands: AtomicBool,
     stop: AtomicBool,
     next_timer_id: AtomicU64,
 }
@@ -136,6 +139,7 @@ impl Shared {
 
     fn post(&self, command: Command) {
         lock(&self.commands).push_back(command);
+        self.has_commands.store(true, Ordering::Release);
         if !self.on_loop_thread() {
             // Failure to notify only happens if the poller itself is broken,
             // and then the loop reports the error from `wait`.
@@ -392,8 +396,12 @@ impl Core {
 
     fn run_commands(&mut self) {
         // Take the whole queue at once so the lock is not held while
-        // commands run (they may post more).
-        std::mem::swap(&mut self.commands, &mut *lock(&self.shared.commands));
+        // commands run (they may post more). The flag is cleared before the
+        // queue is taken: a command posted in between is either taken now
+        // or sets the flag again.
+        if self.shared.has_commands.swap(false, Ordering::AcqRel) {
+            std::mem::swap(&mut self.commands, &mut *lock(&self.shared.commands));
+        }
         while let Some(command) = self.commands.pop_front() {
             match command {
                 Command::Wake(key) => self.dispatch(key, |s, core| s.on_wake(core, key)),
@@ -467,7 +475,7 @@ impl Core {
     }
 
     fn has_queued_work(&self) -> bool {
-        !self.pending_wakes.is_empty() || !lock(&self.shared.commands).is_empty()
+        !self.pending_wakes.is_empty() || self.shared.has_commands.load(Ordering::Acquire)
     }
 
     /// True when nothing is left that could ever produce an event.
@@ -596,6 +604,7 @@ impl EventLoop {
             id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
             poller: Arc::new(Poller::new()?),
             commands: Mutex::new(VecDeque::new()),
+            has_commands: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             next_timer_id: AtomicU64::new(1),
         });

@@ -808,6 +808,11 @@ impl Driver {
         if self.released || !matches!(self.phase, Phase::Open | Phase::Lingering) {
             return;
         }
+        // Only a closing connection or one whose peer has finished can be
+        // done; skip the lock on every other event.
+        if !self.closing && !self.eof {
+            return;
+        }
         let write_done = {
             let out = lock(&self.conn.output);
             out.state == WriteState::Shutdown && out.buf.is_empty()
@@ -860,9 +865,19 @@ impl Driver {
             };
             return;
         }
-        let socket = self.callback_socket();
-        let outcome = std::mem::take(&mut self.outcome);
-        let callbacks = self.callbacks.clone();
+        let mut outcome = std::mem::take(&mut self.outcome);
+        // The chunk list keeps its allocation from event to event.
+        let mut chunks = std::mem::take(&mut outcome.chunks);
+        // Borrowed, not cloned: this runs for every event.
+        let temporary;
+        let socket = match &self.socket {
+            Some(socket) => socket,
+            None => {
+                temporary = Socket::from_conn(self.conn.clone());
+                &temporary
+            }
+        };
+        let callbacks = &self.callbacks;
         let mut panicked: Option<String> = None;
         let run = |panicked: &mut Option<String>, result: Result<(), String>| {
             if let Err(message) = result {
@@ -871,24 +886,25 @@ impl Driver {
         };
         if outcome.connected {
             if let Some(cb) = &callbacks.connect {
-                run(&mut panicked, invoke(cb, |f| f(&socket)));
+                run(&mut panicked, invoke(cb, |f| f(socket)));
             }
             if let Some(cb) = &callbacks.event {
-                run(&mut panicked, invoke(cb, |f| f(&socket, Event::Connected)));
+                run(&mut panicked, invoke(cb, |f| f(socket, Event::Connected)));
             }
         }
         if let Some(cb) = &callbacks.read {
-            for chunk in outcome.chunks {
+            for chunk in chunks.drain(..) {
                 if panicked.is_some() {
                     break;
                 }
-                run(&mut panicked, invoke(cb, |f| f(&socket, chunk)));
+                run(&mut panicked, invoke(cb, |f| f(socket, chunk)));
             }
         }
+        chunks.clear();
         if outcome.notify && panicked.is_none() {
             if let Some(cb) = &callbacks.notify {
                 let before = lock(&self.conn.input).buf.len();
-                run(&mut panicked, invoke(cb, |f| f(&socket)));
+                run(&mut panicked, invoke(cb, |f| f(socket)));
                 let after = lock(&self.conn.input).buf.len();
                 // A reader that takes part of what is ready each time is
                 // called again until it stops making progress, so it can
@@ -899,22 +915,23 @@ impl Driver {
         }
         if outcome.write_cb && panicked.is_none() {
             if let Some(cb) = &callbacks.write {
-                run(&mut panicked, invoke(cb, |f| f(&socket)));
+                run(&mut panicked, invoke(cb, |f| f(socket)));
             }
         }
         if let Some(cb) = &callbacks.event {
             if outcome.eof && panicked.is_none() {
-                run(&mut panicked, invoke(cb, |f| f(&socket, Event::Eof)));
+                run(&mut panicked, invoke(cb, |f| f(socket, Event::Eof)));
             }
             for direction in outcome.timeouts {
                 if panicked.is_none() {
                     run(
                         &mut panicked,
-                        invoke(cb, |f| f(&socket, Event::Timeout(direction))),
+                        invoke(cb, |f| f(socket, Event::Timeout(direction))),
                     );
                 }
             }
         }
+        self.outcome.chunks = chunks;
         if let Some(message) = panicked {
             self.fail(Error::CallbackPanicked(message));
         }

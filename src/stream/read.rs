@@ -65,6 +65,17 @@ impl ReadHalf {
         trusted: bool,
         mut find: impl FnMut(&mut Buffer, usize) -> Option<usize>,
     ) -> Result<Bytes> {
+        // The common case first, under one lock and with nothing to set up:
+        // the whole frame is already buffered.
+        if trusted && self.current.is_empty() {
+            let ready = self.conn().with_input(|input| {
+                let end = find(&mut input.buf, 0)?;
+                (end <= max).then(|| input.buf.split_to(end))
+            });
+            if let Some(frame) = ready {
+                return Ok(frame);
+            }
+        }
         let conn = self.conn().clone();
         let _reading = ReadingGuard::new(&conn);
         let mut pending = Collected {
