@@ -26,7 +26,7 @@ const TOKEN_LINGER: u64 = 4;
 
 /// The smallest read block; connections that only ever see small messages
 /// stay at this size, so thousands of idle connections cost little memory.
-const MIN_READ_BLOCK: usize = 2 * 1024;
+const MIN_READ_BLOCK: usize = 512;
 
 /// How many bytes one readiness event may read before the loop moves on to
 /// other connections (the rest is read on the next turn).
