@@ -136,11 +136,12 @@ fn peer_info(socket: &Socket, server: &str) -> Option<PeerInfo> {
     let owner = socket.owner();
     let owned_by_server = match &owner {
         Owner::Server(server) => Some(server.local_addr()) == socket.local_addr(),
-        Owner::Loop(_) => false,
+        _ => false,
     };
     let owner = match owner {
         Owner::Server(server) => format!("the server on {}", server.local_addr()),
-        Owner::Loop(_) => "the loop".to_string(),
+        Owner::UnixServer(server) => format!("the server on {}", server.local_path().display()),
+        _ => "the loop".to_string(),
     };
     println!(
         "{server}: peer {} port {}, hostname {hostname:?}, owner {owner}",

@@ -173,7 +173,7 @@ pub use stream::{
     AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, LimitPolicy, ReuniteError,
 };
 pub use tcp::{
-    tcp_connect, tcp_connect_addr, Owner, ServerOptions, TcpOptions, TcpServer,
-    DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
+    tcp_connect, tcp_connect_addr, unix_connect, Owner, ServerOptions, TcpOptions, TcpServer,
+    UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
 };

@@ -1192,11 +1192,11 @@ fn hostname_owner_and_close_peer_identify_and_close_the_connection() {
         // owner: the server for an accepted connection, the loop otherwise.
         match accepted.owner() {
             Owner::Server(owner) => assert_eq!(owner.local_addr(), server.local_addr()),
-            Owner::Loop(_) => panic!("an accepted connection is owned by its server"),
+            other => panic!("an accepted connection is owned by its server, got {other:?}"),
         }
         match client.owner() {
             Owner::Loop(handle) => assert!(handle == lt.handle),
-            Owner::Server(_) => panic!("a tcp_connect connection is owned by its loop"),
+            other => panic!("a tcp_connect connection is owned by its loop, got {other:?}"),
         }
 
         // close() -> bool

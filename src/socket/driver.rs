@@ -2,8 +2,9 @@
 //! timeouts, closing, and running the callbacks.
 
 use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    lock, wake_all, Callbacks, Conn, Socket, WriteState, REQ_ABORT, REQ_CLOSE, REQ_FLUSH,
-    REQ_RESOLVED, REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB, REQ_WRITE_FAILED,
+    lock, wake_all, Callbacks, Conn, NetStream, Socket, WriteState, REQ_ABORT, REQ_CLOSE,
+    REQ_FLUSH, REQ_RESOLVED, REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB, REQ_WRITE_FAILED,
 };
 use crate::error::{Direction, Error, Event, TimeoutKind};
 use crate::event_loop::{
@@ -42,8 +43,10 @@ pub(crate) enum Target {
     /// Being resolved off the loop thread; the result arrives through
     /// `Conn::set_resolved`.
     Resolving,
+    /// A Unix domain socket path.
+    Unix(PathBuf),
     /// Accepted by a server: already connected.
-    Accepted(TcpStream),
+    Accepted(NetStream),
 }
 
 enum Phase {
@@ -87,7 +90,7 @@ impl ReadBlock {
     /// be replaced.
     fn read(
         &mut self,
-        stream: &TcpStream,
+        stream: &NetStream,
         want: usize,
         done: &mut Vec<Bytes>,
     ) -> io::Result<(usize, usize)> {
@@ -133,7 +136,7 @@ pub(crate) struct Driver {
     conn: Arc<Conn>,
     callbacks: Callbacks,
     phase: Phase,
-    registration: Option<Registration<TcpStream>>,
+    registration: Option<Registration<NetStream>>,
     read_block: ReadBlock,
     // Reused between events so delivering chunks allocates nothing.
     scratch: Vec<Bytes>,
@@ -244,6 +247,20 @@ impl Driver {
                 self.arm_connect_timer(core, key);
                 self.phase = Phase::Resolving;
             }
+            Target::Unix(path) => {
+                self.arm_connect_timer(core, key);
+                self.phase = Phase::Connecting {
+                    addrs: Vec::new(),
+                    next: 0,
+                    last_error: None,
+                };
+                let attempt = connect_unix_nonblocking(&path)
+                    .and_then(|stream| Registration::new(core.poller(), Arc::new(stream), key));
+                match attempt {
+                    Ok(registration) => self.registration = Some(registration),
+                    Err(err) => self.fail(Error::from(err)),
+                }
+            }
         }
     }
 
@@ -301,8 +318,8 @@ impl Driver {
         let stream = registration.source();
         let failure = match stream.take_error() {
             Ok(Some(err)) | Err(err) => Some(err),
-            Ok(None) => match stream.peer_addr() {
-                Ok(_) => None,
+            Ok(None) => match stream.check_connected() {
+                Ok(()) => None,
                 // Not connected yet: a spurious wake-up.
                 Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
                 Err(err) => Some(err),
@@ -325,9 +342,13 @@ impl Driver {
             return;
         };
         let stream = registration.source().clone();
-        if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {
-            let _ = self.conn.addrs.set((local, peer));
+        if let Some(addrs) = stream.tcp_addrs() {
+            let _ = self.conn.addrs.set(addrs);
         }
+        if let Some(paths) = stream.unix_paths() {
+            let _ = self.conn.unix_paths.set(paths);
+        }
+        self.conn.connected.store(true, Ordering::Release);
         let wakers = {
             let mut out = lock(&self.conn.output);
             out.stream = Some(stream);
@@ -359,7 +380,7 @@ impl Driver {
         }
     }
 
-    fn stream(&self) -> Option<Arc<TcpStream>> {
+    fn stream(&self) -> Option<Arc<NetStream>> {
         self.registration.as_ref().map(|r| r.source().clone())
     }
 
@@ -1015,7 +1036,7 @@ fn invoke<F: ?Sized>(cb: &super::Shared<F>, call: impl FnOnce(&mut F)) -> Result
 }
 
 /// Creates a non-blocking socket and starts connecting it to `addr`.
-fn connect_nonblocking(addr: SocketAddr, config: &super::Config) -> io::Result<TcpStream> {
+fn connect_nonblocking(addr: SocketAddr, config: &super::Config) -> io::Result<NetStream> {
     use socket2::{Domain, Protocol, Type};
     let socket =
         socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -1033,7 +1054,25 @@ fn connect_nonblocking(addr: SocketAddr, config: &super::Config) -> io::Result<T
                 || err.kind() == io::ErrorKind::WouldBlock => {}
         Err(err) => return Err(err),
     }
-    Ok(TcpStream::from(socket))
+    Ok(NetStream::Tcp(socket.into()))
+}
+
+/// Creates a non-blocking Unix domain socket and starts connecting it.
+fn connect_unix_nonblocking(path: &std::path::Path) -> io::Result<NetStream> {
+    use socket2::{Domain, SockAddr, Type};
+    let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&SockAddr::unix(path)?) {
+        Ok(()) => {}
+        // A full backlog: the connect completes when the server accepts.
+        Err(err)
+            if err.raw_os_error() == Some(libc::EINPROGRESS)
+                || err.kind() == io::ErrorKind::WouldBlock => {}
+        Err(err) => return Err(err),
+    }
+    Ok(NetStream::Unix(std::os::unix::net::UnixStream::from(
+        std::os::fd::OwnedFd::from(socket),
+    )))
 }
 
 impl Source for Driver {

@@ -15,13 +15,16 @@
 //! kernel; only what the kernel does not take is queued for the loop.
 
 mod driver;
+mod net;
 
 pub(crate) use driver::{Driver, Target};
+pub(crate) use net::{NetListener, NetStream};
 
 use std::any::Any;
 use std::fmt;
 use std::io::{self, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Poll, Waker};
@@ -165,7 +168,7 @@ pub(crate) struct Output {
     pub(crate) buf: Buffer,
     pub(crate) state: WriteState,
     /// The socket, once connected; direct writes from any thread use it.
-    stream: Option<Arc<TcpStream>>,
+    stream: Option<Arc<NetStream>>,
     /// The kernel refused bytes, so an edge-triggered writable event will
     /// come: nobody needs to ask the loop to flush.
     awaiting_writable: bool,
@@ -226,8 +229,12 @@ pub(crate) struct Conn {
     requests: AtomicU32,
     pub(crate) input: Mutex<Input>,
     pub(crate) output: Mutex<Output>,
-    /// (local, peer), once connected.
+    /// (local, peer), once connected over TCP.
     addrs: OnceLock<(SocketAddr, SocketAddr)>,
+    /// (local, peer) paths, once connected over a Unix socket.
+    unix_paths: OnceLock<(Option<PathBuf>, Option<PathBuf>)>,
+    /// Set once the connection is established (TCP or Unix).
+    connected: AtomicBool,
     /// Set by `close`/`abort` and when the loop releases the socket.
     closed: AtomicBool,
     user_paused: AtomicBool,
@@ -285,6 +292,8 @@ impl Conn {
                 wakers: Vec::new(),
             }),
             addrs: OnceLock::new(),
+            unix_paths: OnceLock::new(),
+            connected: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             user_paused: AtomicBool::new(false),
             timeouts: Mutex::new(timeouts),
@@ -642,7 +651,7 @@ impl Conn {
                 out.register(waker);
                 Poll::Pending
             }
-            WriteState::Closed if self.addrs.get().is_none() => {
+            WriteState::Closed if !self.connected.load(Ordering::Acquire) => {
                 Poll::Ready(Err(out.error.clone().unwrap_or(Error::Closed)))
             }
             _ => Poll::Ready(Ok(())),
@@ -925,7 +934,25 @@ impl Socket {
 
     /// Whether the connection is established and not closed.
     pub fn is_connected(&self) -> bool {
-        !self.is_closed() && self.inner.conn.addrs.get().is_some()
+        !self.is_closed() && self.inner.conn.connected.load(Ordering::Acquire)
+    }
+
+    /// The peer's path, for a connection over a Unix socket bound to one.
+    pub fn peer_path(&self) -> Option<PathBuf> {
+        self.inner
+            .conn
+            .unix_paths
+            .get()
+            .and_then(|(_, peer)| peer.clone())
+    }
+
+    /// This side's path, for a connection over a Unix socket bound to one.
+    pub fn local_path(&self) -> Option<PathBuf> {
+        self.inner
+            .conn
+            .unix_paths
+            .get()
+            .and_then(|(local, _)| local.clone())
     }
 
     /// Attaches typed user data to the connection (cl-async's

@@ -31,7 +31,7 @@ use crate::buffer::Buffer;
 use crate::error::{Error, Limit, Result, TimeoutKind};
 use crate::event_loop::{default_loop, lock, LoopHandle};
 use crate::socket::{Conn, Socket};
-use crate::tcp::{tcp_connect, TcpOptions};
+use crate::tcp::{tcp_connect, unix_connect, TcpOptions};
 
 /// The read side shared by [`AsyncInputStream`] and [`AsyncIoStream`].
 struct ReadHalf {
@@ -898,6 +898,25 @@ impl AsyncIoStream {
         options: TcpOptions,
     ) -> Result<AsyncIoStream> {
         let socket = tcp_connect(handle, host, port, options.dont_drain(true))?;
+        let conn = socket.conn().clone();
+        poll_fn(|cx| conn.poll_connected(cx.waker())).await?;
+        Ok(AsyncIoStream::new(socket))
+    }
+
+    /// Connects to the Unix domain socket at `path` on the default loop and
+    /// completes once connected (Godot's `StreamPeerUDS`): the same stream,
+    /// over a local socket.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Io` (`NotFound`) when nothing is at `path`,
+    /// [`Error::Refused`] when nothing listens there.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`connect`](AsyncIoStream::connect).
+    pub async fn connect_unix(path: impl AsRef<std::path::Path>) -> Result<AsyncIoStream> {
+        let socket = unix_connect(&default_loop(), path, TcpOptions::new().stream(true))?;
         let conn = socket.conn().clone();
         poll_fn(|cx| conn.poll_connected(cx.waker())).await?;
         Ok(AsyncIoStream::new(socket))

@@ -9,7 +9,7 @@ pub use options::{
     TcpOptions, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
 };
-pub use server::{Owner, ServerOptions, TcpServer};
+pub use server::{Owner, ServerOptions, TcpServer, UnixServer};
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -84,6 +84,56 @@ pub fn tcp_connect_addr(
     options: TcpOptions,
 ) -> Result<Socket> {
     start(handle, options, Target::Addrs(vec![addr]), None)
+}
+
+/// Connects to the Unix domain socket at `path` (Godot's `StreamPeerUDS`),
+/// with the same options, callbacks and streams as a TCP connection
+/// (`TCP_NODELAY` and `bind` do not apply).
+///
+/// # Errors
+///
+/// Only invalid options fail here; a missing or refusing socket is
+/// reported to the callbacks (`Error::Io` with `NotFound`, or
+/// `Error::Refused`).
+///
+/// # Examples
+///
+/// ```
+/// use evstream::{unix_connect, EventLoop, ServerOptions, TcpOptions, UnixServer};
+///
+/// let dir = std::env::temp_dir().join(format!("evstream-uds-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("echo.sock");
+/// let mut ev = EventLoop::new()?;
+/// let server = UnixServer::bind(&ev.handle(), &path, ServerOptions::new().connection(
+///     TcpOptions::new().read_cb(|socket, data| { socket.write_bytes(data).unwrap(); socket.close(); }),
+/// ))?;
+/// let stop = server.clone();
+/// let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+/// let sink = got.clone();
+/// unix_connect(&ev.handle(), &path, TcpOptions::new()
+///     .data("over a unix socket")
+///     .read_cb(move |_, data| sink.lock().unwrap().extend_from_slice(&data))
+///     .event_cb(move |socket, event| if matches!(event, evstream::Event::Eof) {
+///         socket.close();
+///         stop.close();
+///     }))?;
+/// ev.run()?;
+/// assert_eq!(&got.lock().unwrap()[..], b"over a unix socket");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn unix_connect(
+    handle: &LoopHandle,
+    path: impl AsRef<std::path::Path>,
+    options: TcpOptions,
+) -> Result<Socket> {
+    start(
+        handle,
+        options,
+        Target::Unix(path.as_ref().to_path_buf()),
+        None,
+    )
 }
 
 fn start(

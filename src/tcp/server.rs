@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use super::TcpOptions;
 use crate::error::{Error, Result};
 use crate::event_loop::{Core, LoopHandle, Readiness, Registration, Source, Step};
-use crate::socket::{Callbacks, Config, Conn, Driver, Target, WriteState};
+use crate::socket::{Callbacks, Config, Conn, Driver, NetListener, Target, WriteState};
 
 const UNREGISTERED: usize = usize::MAX;
 /// After an accept error such as EMFILE, try again after this long: the
@@ -88,7 +89,10 @@ impl ServerOptions {
 
 pub(crate) struct ServerShared {
     handle: LoopHandle,
-    local_addr: SocketAddr,
+    /// Set for a TCP server.
+    local_addr: Option<SocketAddr>,
+    /// Set for a Unix domain socket server.
+    local_path: Option<PathBuf>,
     key: AtomicUsize,
     closed: AtomicBool,
 }
@@ -126,9 +130,12 @@ impl fmt::Debug for TcpServer {
 
 /// What a connection belongs to (TouchDesigner's `Peer.owner`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Owner {
     /// Accepted by this server.
     Server(TcpServer),
+    /// Accepted by this Unix domain socket server.
+    UnixServer(UnixServer),
     /// Made with `tcp_connect` on this loop.
     Loop(LoopHandle),
 }
@@ -139,6 +146,7 @@ impl crate::Socket {
     pub fn owner(&self) -> Owner {
         let owner = crate::event_loop::lock(&self.conn().owner).clone();
         match owner.and_then(|owner| owner.downcast::<ServerShared>().ok()) {
+            Some(shared) if shared.local_path.is_some() => Owner::UnixServer(UnixServer { shared }),
             Some(shared) => Owner::Server(TcpServer { shared }),
             None => Owner::Loop(self.loop_handle().clone()),
         }
@@ -167,7 +175,17 @@ impl TcpServer {
         let addrs = addr.to_socket_addrs().map_err(Error::from)?;
         for addr in addrs {
             match listen(addr, &options) {
-                Ok(listener) => return Ok(Self::start(handle, listener, options)?),
+                Ok(listener) => {
+                    let local_addr = listener.local_addr()?;
+                    let shared = start(
+                        handle,
+                        NetListener::Tcp(listener),
+                        Some(local_addr),
+                        None,
+                        options,
+                    );
+                    return Ok(TcpServer { shared });
+                }
                 Err(err) => last_error = Some(err),
             }
         }
@@ -176,51 +194,9 @@ impl TcpServer {
             .unwrap_or_else(|| Error::InvalidInput("address resolved to nothing".into())))
     }
 
-    fn start(
-        handle: &LoopHandle,
-        listener: TcpListener,
-        options: ServerOptions,
-    ) -> io::Result<TcpServer> {
-        let shared = Arc::new(ServerShared {
-            handle: handle.clone(),
-            local_addr: listener.local_addr()?,
-            key: AtomicUsize::new(UNREGISTERED),
-            closed: AtomicBool::new(false),
-        });
-        let server = shared.clone();
-        let TcpOptions {
-            callbacks, config, ..
-        } = options.connection;
-        handle.call(move |core| {
-            let key = core.reserve_key();
-            server.key.store(key, Ordering::SeqCst);
-            if server.closed.load(Ordering::SeqCst) {
-                core.unreserve(key);
-                return;
-            }
-            match Registration::new(core.poller(), Arc::new(listener), key) {
-                Ok(registration) => core.fill(
-                    key,
-                    Box::new(Acceptor {
-                        shared: server,
-                        registration,
-                        callbacks,
-                        config,
-                    }),
-                ),
-                Err(err) => {
-                    eprintln!("evstream: cannot register server socket: {err}");
-                    server.closed.store(true, Ordering::SeqCst);
-                    core.unreserve(key);
-                }
-            }
-        });
-        Ok(TcpServer { shared })
-    }
-
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.shared.local_addr.expect("a TCP server has an address")
     }
 
     /// The loop the server accepts on.
@@ -232,12 +208,7 @@ impl TcpServer {
     /// `close-tcp-server`). Connections already accepted go on.
     /// Idempotent.
     pub fn close(&self) {
-        if !self.shared.closed.swap(true, Ordering::SeqCst) {
-            let key = self.shared.key.load(Ordering::SeqCst);
-            if key != UNREGISTERED {
-                self.shared.handle.wake_source(key);
-            }
-        }
+        close_server(&self.shared);
     }
 
     /// Whether [`close`](TcpServer::close) was called.
@@ -259,10 +230,158 @@ fn listen(addr: SocketAddr, options: &ServerOptions) -> io::Result<TcpListener> 
     Ok(socket.into())
 }
 
+/// Registers `listener` on `handle`'s loop and starts accepting.
+fn start(
+    handle: &LoopHandle,
+    listener: NetListener,
+    local_addr: Option<SocketAddr>,
+    local_path: Option<PathBuf>,
+    options: ServerOptions,
+) -> Arc<ServerShared> {
+    let shared = Arc::new(ServerShared {
+        handle: handle.clone(),
+        local_addr,
+        local_path,
+        key: AtomicUsize::new(UNREGISTERED),
+        closed: AtomicBool::new(false),
+    });
+    let server = shared.clone();
+    let TcpOptions {
+        callbacks, config, ..
+    } = options.connection;
+    handle.call(move |core| {
+        let key = core.reserve_key();
+        server.key.store(key, Ordering::SeqCst);
+        if server.closed.load(Ordering::SeqCst) {
+            core.unreserve(key);
+            return;
+        }
+        match Registration::new(core.poller(), Arc::new(listener), key) {
+            Ok(registration) => core.fill(
+                key,
+                Box::new(Acceptor {
+                    shared: server,
+                    registration,
+                    callbacks,
+                    config,
+                }),
+            ),
+            Err(err) => {
+                eprintln!("evstream: cannot register server socket: {err}");
+                server.closed.store(true, Ordering::SeqCst);
+                core.unreserve(key);
+            }
+        }
+    });
+    shared
+}
+
+fn close_server(shared: &ServerShared) {
+    if !shared.closed.swap(true, Ordering::SeqCst) {
+        let key = shared.key.load(Ordering::SeqCst);
+        if key != UNREGISTERED {
+            shared.handle.wake_source(key);
+        }
+    }
+}
+
+/// A listening Unix domain socket server: the same connections, callbacks
+/// and streams as [`TcpServer`], over a path (Godot's `StreamPeerUDS`
+/// peers connect to it). `Send + Sync + Clone`.
+///
+/// # Examples
+///
+/// ```
+/// use evstream::{EventLoop, ServerOptions, UnixServer};
+///
+/// let dir = std::env::temp_dir().join(format!("evstream-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("server.sock");
+/// let ev = EventLoop::new()?;
+/// let server = UnixServer::bind(&ev.handle(), &path, ServerOptions::new())?;
+/// assert_eq!(server.local_path(), path);
+/// server.close(); // also removes the socket file
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct UnixServer {
+    shared: Arc<ServerShared>,
+}
+
+impl fmt::Debug for UnixServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixServer")
+            .field("local_path", &self.shared.local_path)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl UnixServer {
+    /// Binds a Unix domain socket at `path` (which must not exist) and
+    /// starts accepting on `handle`'s loop. `backlog` and the
+    /// per-connection options apply; the TCP-only ones are ignored.
+    ///
+    /// # Errors
+    ///
+    /// Invalid connection options, or the operating system refusing to
+    /// bind (the path exists, a directory is missing…) or listen.
+    pub fn bind(
+        handle: &LoopHandle,
+        path: impl AsRef<Path>,
+        options: ServerOptions,
+    ) -> Result<UnixServer> {
+        use socket2::{Domain, SockAddr, Socket, Type};
+        options.connection.validate()?;
+        let path = path.as_ref().to_path_buf();
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.bind(&SockAddr::unix(&path)?)?;
+        socket.listen(options.backlog)?;
+        socket.set_nonblocking(true)?;
+        let listener = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(socket));
+        let shared = start(
+            handle,
+            NetListener::Unix(listener),
+            None,
+            Some(path),
+            options,
+        );
+        Ok(UnixServer { shared })
+    }
+
+    /// The path the server listens on.
+    pub fn local_path(&self) -> &Path {
+        self.shared
+            .local_path
+            .as_deref()
+            .expect("a Unix server has a path")
+    }
+
+    /// The loop the server accepts on.
+    pub fn loop_handle(&self) -> &LoopHandle {
+        &self.shared.handle
+    }
+
+    /// Stops listening and removes the socket file. Connections already
+    /// accepted go on. Idempotent.
+    pub fn close(&self) {
+        if !self.is_closed() {
+            let _ = std::fs::remove_file(self.local_path());
+        }
+        close_server(&self.shared);
+    }
+
+    /// Whether [`close`](UnixServer::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+}
+
 /// The loop-side half of a server.
 struct Acceptor {
     shared: Arc<ServerShared>,
-    registration: Registration<TcpListener>,
+    registration: Registration<NetListener>,
     callbacks: Callbacks,
     config: Config,
 }
@@ -271,7 +390,7 @@ impl Acceptor {
     fn accept_all(&mut self, core: &mut Core, key: usize) {
         loop {
             match self.registration.source().accept() {
-                Ok((stream, _)) => {
+                Ok(stream) => {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }

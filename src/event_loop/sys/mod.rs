@@ -24,7 +24,6 @@ mod polling;
 pub(crate) use self::polling::{Events, Poller};
 
 use std::io;
-use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -81,7 +80,7 @@ impl<S: AsFd> Drop for Registration<S> {
 /// every idle connection's block resident.
 #[allow(unsafe_code)]
 pub(crate) fn read_into_spare(
-    stream: &TcpStream,
+    stream: impl AsFd,
     block: &mut BytesMut,
     max: usize,
 ) -> io::Result<usize> {
@@ -100,7 +99,7 @@ pub(crate) fn read_into_spare(
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     #[test]
     fn read_into_spare_appends_exactly_what_was_read() {
