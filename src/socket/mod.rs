@@ -206,6 +206,24 @@ impl Output {
     fn take_wakers(&mut self) -> Vec<Waker> {
         std::mem::take(&mut self.wakers)
     }
+
+    /// The socket, when a write may go straight to the kernel: connected,
+    /// nothing queued, and the loop not already responsible for the output.
+    fn idle_stream(&self) -> Option<Arc<NetStream>> {
+        let idle = self.buf.is_empty()
+            && self.state == WriteState::Open
+            && !self.awaiting_writable
+            && !self.flush_queued;
+        if idle {
+            Some(
+                self.stream
+                    .clone()
+                    .expect("an open connection has its socket"),
+            )
+        } else {
+            None
+        }
+    }
 }
 
 fn register_waker(wakers: &mut Vec<Waker>, waker: &Waker) {
@@ -409,15 +427,7 @@ impl Conn {
         }
         let mut written = 0;
         let mut result = Ok(());
-        let idle = out.buf.is_empty()
-            && out.state == WriteState::Open
-            && !out.awaiting_writable
-            && !out.flush_queued;
-        if idle {
-            let stream = out
-                .stream
-                .clone()
-                .expect("an open connection has its socket");
+        if let Some(stream) = out.idle_stream() {
             while written < data.len() {
                 match (&*stream).write(&data[written..]) {
                     Ok(0) => {
@@ -514,19 +524,13 @@ impl Conn {
                 });
             }
             out.accepted += data.len() as u64;
-            let idle = out.buf.is_empty()
-                && out.state == WriteState::Open
-                && !out.awaiting_writable
-                && !out.flush_queued;
-            if idle {
-                let stream = out
-                    .stream
-                    .clone()
-                    .expect("an open connection has its socket");
+            if let Some(stream) = out.idle_stream() {
                 while !data.is_empty() {
                     let mut slices = [io::IoSlice::new(&[]); 64];
                     let count = data.fill_io_slices(&mut slices);
                     match (&*stream).write_vectored(&slices[..count]) {
+                        // The kernel took nothing: queue the rest as for a
+                        // full buffer.
                         Ok(0) => break,
                         Ok(n) => {
                             data.drain(n);
