@@ -67,6 +67,9 @@ fn unix_echo_with_callbacks() {
 
     let received = Arc::new(Mutex::new(Vec::new()));
     let sink = received.clone();
+    let expected = b"first second".to_vec();
+    let expected_len = expected.len();
+    let (echoed_tx, echoed) = common::channel();
     let (event_cb, events) = event_channel();
     let mut event_cb = event_cb;
     let socket = unix_connect(
@@ -74,7 +77,13 @@ fn unix_echo_with_callbacks() {
         &path,
         TcpOptions::new()
             .data("first ")
-            .read_cb(move |_, data| sink.lock().unwrap().extend_from_slice(&data))
+            .read_cb(move |_, data| {
+                let mut all = sink.lock().unwrap();
+                all.extend_from_slice(&data);
+                if all.len() >= expected_len {
+                    let _ = echoed_tx.send(());
+                }
+            })
             .event_cb(move |socket, event| {
                 if matches!(event, Event::Eof) {
                     socket.close();
@@ -96,13 +105,8 @@ fn unix_echo_with_callbacks() {
     }
     assert_eq!(local, Some(path.clone()));
 
-    // Half-close: the server echoes everything, sees EOF and closes.
-    let expected = b"first second".to_vec();
-    let deadline = std::time::Instant::now() + WAIT;
-    while received.lock().unwrap().len() < expected.len() {
-        assert!(std::time::Instant::now() < deadline, "echo never completed");
-        std::thread::yield_now();
-    }
+    // Half-close once everything is echoed: the server sees EOF and closes.
+    recv(&echoed, "the whole echo");
     socket.shutdown_write().unwrap();
     wait_event(&events, "Eof", |e| matches!(e, Event::Eof));
     wait_event(&events, "Closed", |e| matches!(e, Event::Closed));
