@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::assert_same;
+
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -122,17 +124,6 @@ fn check_content(got: &[u8], expected: &[u8], offset: usize) {
     if got != want {
         let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap();
         panic!("byte {} of the stream differs", offset + at);
-    }
-}
-
-fn assert_same(what: &str, got: &[u8], expected: &[u8]) {
-    if got != expected {
-        let at = got.iter().zip(expected).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, expected {}; first difference at {at:?}",
-            got.len(),
-            expected.len()
-        );
     }
 }
 

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::assert_same;
+
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -21,17 +23,6 @@ use evstream::{
 
 const MIB: usize = 1024 * 1024;
 const KIB: usize = 1024;
-
-fn assert_same(what: &str, got: &[u8], expected: &[u8]) {
-    if got != expected {
-        let at = got.iter().zip(expected).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, expected {}; first difference at {at:?}",
-            got.len(),
-            expected.len()
-        );
-    }
-}
 
 /// An evstream client with `options` plus an `event_cb` feeding a channel,
 /// connected to a std peer; waits for `Connected`.

@@ -9,10 +9,11 @@
 
 mod common;
 
+use common::block_on;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::pin::pin;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -42,31 +43,6 @@ const ESC_ESC: u8 = 0xDD;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-struct Unpark(thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Drives `future` on this thread; fails the test instead of hanging if it
-/// is not done within [`WAIT`].
-fn block_on<F: Future>(future: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "future not done within {WAIT:?}");
-        thread::park_timeout(left);
-    }
-}
 
 /// A waker that reports every wake on a channel.
 struct ChannelWake(std::sync::Mutex<Sender<()>>);

@@ -5,15 +5,21 @@
 
 mod common;
 
-use std::future::Future;
+use common::assert_same;
+
+/// Drives `future` on this thread, bounded by [`LIMIT`].
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    common::block_on_within(future, LIMIT)
+}
+
 use std::io::{self, BufRead, BufReader, ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asynchronous_codec::{Framed, LinesCodec};
 use common::{LoopThread, WAIT};
@@ -32,31 +38,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-struct Unpark(thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Drives `future` on this thread; fails the test instead of hanging if it
-/// is not done within [`LIMIT`].
-fn block_on<F: Future>(future: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "future not done within {LIMIT:?}");
-        thread::park_timeout(left);
-    }
-}
 
 /// Runs `consumer` on its own thread and waits for it at most [`LIMIT`], so
 /// a consumer that never returns fails the test instead of hanging it.
@@ -103,17 +84,6 @@ where
         peer.shutdown(Shutdown::Write).unwrap();
         peer
     })
-}
-
-fn assert_same(what: &str, got: &[u8], expected: &[u8]) {
-    if got != expected {
-        let at = got.iter().zip(expected).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, expected {}; first difference at {at:?}",
-            got.len(),
-            expected.len()
-        );
-    }
 }
 
 /// 64 MiB of seeded random bytes, made once and shared by the tests of

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{data_channel, recv_bytes};
+
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::mpsc::Receiver;
@@ -16,32 +18,6 @@ use evstream::{
 };
 
 use common::{LoopThread, WAIT};
-
-/// A `read_cb` (drain mode) that forwards every chunk to a channel.
-fn data_channel() -> (impl FnMut(&Socket, Bytes) + Send + 'static, Receiver<Bytes>) {
-    let (tx, rx) = common::channel();
-    (
-        move |_: &Socket, data: Bytes| {
-            let _ = tx.send(data);
-        },
-        rx,
-    )
-}
-
-/// Collects exactly `len` bytes from a `data_channel`, bounded by [`WAIT`].
-fn recv_bytes(rx: &Receiver<Bytes>, len: usize) -> Vec<u8> {
-    let deadline = Instant::now() + WAIT;
-    let mut out = Vec::new();
-    while out.len() < len {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => out.extend_from_slice(&chunk),
-            Err(_) => panic!("received {} of {len} bytes within {WAIT:?}", out.len()),
-        }
-    }
-    assert_eq!(out.len(), len, "received more bytes than were sent");
-    out
-}
 
 /// Collects events up to and including `Closed`, bounded by [`WAIT`].
 fn events_until_closed(rx: &Receiver<Event>) -> Vec<Event> {

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::{assert_same, block_on};
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -50,31 +52,6 @@ fn heavy() -> MutexGuard<'static, ()> {
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-struct Unpark(thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Drives `future` on this thread; fails the test instead of hanging if it
-/// is not done within [`WAIT`].
-fn block_on<F: Future>(future: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "future not done within {WAIT:?}");
-        thread::park_timeout(left);
-    }
-}
 
 /// `future`, failing the test if it is not done within `limit` (for futures
 /// driven by `EventLoop::block_on`, which has no bound of its own).
@@ -186,17 +163,6 @@ fn pair_on(handle: &LoopHandle, listener: &TcpListener, options: TcpOptions) -> 
         socket,
         peer,
         ready,
-    }
-}
-
-fn assert_same(what: &str, got: &[u8], expected: &[u8]) {
-    if got != expected {
-        let at = got.iter().zip(expected).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, expected {}; first difference at {at:?}",
-            got.len(),
-            expected.len()
-        );
     }
 }
 

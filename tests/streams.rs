@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{assert_same, block_on};
+
 use std::collections::HashSet;
 use std::future::{poll_fn, Future};
 use std::io::{self, ErrorKind, Read, Write};
@@ -33,31 +35,6 @@ const MIB: usize = 1024 * 1024;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-struct Unpark(thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Drives `future` on this thread; fails the test instead of hanging if it
-/// is not done within [`WAIT`].
-fn block_on<F: Future>(future: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "future not done within {WAIT:?}");
-        thread::park_timeout(left);
-    }
-}
 
 /// A waker that reports every wake on a channel.
 struct ChannelWake(Mutex<Sender<()>>);
@@ -126,17 +103,6 @@ fn wait_signal(rx: &Receiver<Signal>, what: &str, pred: impl Fn(&Signal) -> bool
 fn wait_available(stream: &AsyncIoStream, rx: &Receiver<Signal>, n: usize) {
     while stream.available() < n {
         wait_signal(rx, "data notification", |s| matches!(s, Signal::Data));
-    }
-}
-
-fn assert_same(what: &str, got: &[u8], expected: &[u8]) {
-    if got != expected {
-        let at = got.iter().zip(expected).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, expected {}; first difference at {at:?}",
-            got.len(),
-            expected.len()
-        );
     }
 }
 

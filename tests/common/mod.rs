@@ -141,3 +141,76 @@ pub fn reset(stream: TcpStream) {
         .unwrap();
     drop(stream);
 }
+
+/// Asserts two byte strings are equal without printing megabytes: on a
+/// mismatch it names the lengths and the first differing offset.
+pub fn assert_same(what: &str, got: &[u8], expected: &[u8]) {
+    if got != expected {
+        let at = got.iter().zip(expected).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, expected {}; first difference at {at:?}",
+            got.len(),
+            expected.len()
+        );
+    }
+}
+
+/// A `read_cb` (drain mode) that forwards every chunk to a channel.
+pub fn data_channel() -> (
+    impl FnMut(&Socket, bytes::Bytes) + Send + 'static,
+    Receiver<bytes::Bytes>,
+) {
+    let (tx, rx) = mpsc::channel();
+    (
+        move |_: &Socket, data: bytes::Bytes| {
+            let _ = tx.send(data);
+        },
+        rx,
+    )
+}
+
+/// Collects exactly `len` bytes from a [`data_channel`], bounded by [`WAIT`].
+pub fn recv_bytes(rx: &Receiver<bytes::Bytes>, len: usize) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    let mut out = Vec::new();
+    while out.len() < len {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(_) => panic!("received {} of {len} bytes within {WAIT:?}", out.len()),
+        }
+    }
+    assert_eq!(out.len(), len, "received more bytes than were sent");
+    out
+}
+
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives `future` on this thread; fails the test instead of hanging if it
+/// is not done within [`WAIT`].
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    block_on_within(future, WAIT)
+}
+
+/// [`block_on`] with another bound.
+pub fn block_on_within<F: std::future::Future>(future: F, limit: Duration) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "future not done within {limit:?}");
+        std::thread::park_timeout(left);
+    }
+}
