@@ -348,21 +348,48 @@ impl Conn {
         self.request(REQ_RESOLVED);
     }
 
+    /// Why `len` more bytes cannot be queued, if they cannot: the write side
+    /// is done, or the output would grow past `max_buffer_size`.
+    fn check_room(&self, out: &Output, len: usize) -> Result<()> {
+        out.check_writable()?;
+        let limit = self.config.max_buffer_size;
+        if out.buf.len() + len > limit {
+            return Err(Error::LimitExceeded {
+                what: Limit::OutputBuffer,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// After output was queued (the kernel did not take it all): ask the
+    /// loop to flush unless an edge or a flush is already due, and to arm the
+    /// write timeout. Returns the request bits to leave once unlocked.
+    fn queued_requests(&self, out: &mut Output) -> u32 {
+        let mut requests = 0;
+        if out.state != WriteState::Open {
+            // Still connecting: the connection flushes when it opens.
+            return 0;
+        }
+        if !out.awaiting_writable && !out.flush_queued {
+            out.flush_queued = true;
+            requests |= REQ_FLUSH;
+        }
+        if lock(&self.timeouts).1.is_some() {
+            requests |= REQ_ARM_TIMERS;
+        }
+        requests
+    }
+
     /// Appends `data` to the output, writing straight to the kernel when the
-    /// connection is idle. `owned` is `data` as `Bytes` when the caller has
-    /// it, so a remainder can be queued without copying. Refuses to grow the
+    /// connection is idle. `owned`, when the caller has it, is a `Bytes`
+    /// that `data` is a prefix of, so a remainder can be queued without
+    /// copying. Refuses to grow the
     /// output past `max_buffer_size`.
-    fn write_inner(&self, data: &[u8], owned: Option<Bytes>) -> Result<()> {
+    fn write_inner(&self, data: &[u8], owned: Option<&Bytes>) -> Result<()> {
         let (result, requests) = {
             let mut out = lock(&self.output);
-            out.check_writable()?;
-            let limit = self.config.max_buffer_size;
-            if out.buf.len() + data.len() > limit {
-                return Err(Error::LimitExceeded {
-                    what: Limit::OutputBuffer,
-                    limit,
-                });
-            }
+            self.check_room(&out, data.len())?;
             self.write_locked(&mut out, data, owned)
         };
         if requests != 0 {
@@ -403,7 +430,6 @@ impl Conn {
                 return Poll::Pending;
             }
             let accept = data.len().min(high - out.buf.len());
-            let owned = owned.map(|bytes| bytes.slice(..accept));
             let (result, requests) = self.write_locked(&mut out, &data[..accept], owned);
             (result.map(|()| accept), requests)
         };
@@ -419,7 +445,7 @@ impl Conn {
         &self,
         out: &mut Output,
         data: &[u8],
-        owned: Option<Bytes>,
+        owned: Option<&Bytes>,
     ) -> (Result<()>, u32) {
         let mut requests = 0;
         if data.is_empty() {
@@ -464,17 +490,11 @@ impl Conn {
         }
         if result.is_ok() && written < data.len() {
             match owned {
-                Some(bytes) => out.buf.push(bytes.slice(written..)),
+                // `data` is a prefix of `bytes`: queue the part not written.
+                Some(bytes) => out.buf.push(bytes.slice(written..data.len())),
                 None => out.buf.extend_from_slice(&data[written..]),
             }
-            let can_flush = out.state == WriteState::Open;
-            if can_flush && !out.awaiting_writable && !out.flush_queued {
-                out.flush_queued = true;
-                requests |= REQ_FLUSH;
-            }
-            if can_flush && lock(&self.timeouts).1.is_some() {
-                requests |= REQ_ARM_TIMERS;
-            }
+            requests |= self.queued_requests(out);
         }
         (result, requests)
     }
@@ -515,14 +535,7 @@ impl Conn {
         let mut requests = 0;
         {
             let mut out = lock(&self.output);
-            out.check_writable()?;
-            let limit = self.config.max_buffer_size;
-            if out.buf.len() + data.len() > limit {
-                return Err(Error::LimitExceeded {
-                    what: Limit::OutputBuffer,
-                    limit,
-                });
-            }
+            self.check_room(&out, data.len())?;
             out.accepted += data.len() as u64;
             if let Some(stream) = out.idle_stream() {
                 while !data.is_empty() {
@@ -559,14 +572,7 @@ impl Conn {
             }
             if !data.is_empty() {
                 out.buf.append(&mut data);
-                let can_flush = out.state == WriteState::Open;
-                if can_flush && !out.awaiting_writable && !out.flush_queued {
-                    out.flush_queued = true;
-                    requests |= REQ_FLUSH;
-                }
-                if can_flush && lock(&self.timeouts).1.is_some() {
-                    requests |= REQ_ARM_TIMERS;
-                }
+                requests |= self.queued_requests(&mut out);
             }
         }
         if requests != 0 {
@@ -849,8 +855,7 @@ impl Socket {
     /// As [`write`](Socket::write).
     pub fn write_bytes(&self, data: Bytes) -> Result<()> {
         self.check_open()?;
-        let view = data.clone();
-        self.inner.conn.write_inner(&view, Some(data))
+        self.inner.conn.write_inner(&data, Some(&data))
     }
 
     fn check_open(&self) -> Result<()> {
