@@ -1089,19 +1089,16 @@ impl Socket {
     /// the loop's next turn.
     pub fn on_close(&self, callback: impl FnOnce() + Send + 'static) {
         let conn = &self.inner.conn;
-        let released = {
-            // Checked under the output lock, which the loop takes to mark
-            // the release, so the callback is either queued or run here.
-            let out = lock(&conn.output);
-            let released = out.state == WriteState::Closed;
-            if !released {
-                lock(&conn.close_callbacks).push(Box::new(callback));
-                return;
-            }
+        // Checked under the output lock, which the loop takes to mark the
+        // release: the callback is either queued for the release or, if that
+        // has happened, scheduled now.
+        let out = lock(&conn.output);
+        if out.state == WriteState::Closed {
             drop(out);
-            Box::new(callback) as Box<dyn FnOnce() + Send>
-        };
-        conn.handle.delay(Duration::ZERO, released);
+            conn.handle.delay(Duration::ZERO, callback);
+        } else {
+            lock(&conn.close_callbacks).push(Box::new(callback));
+        }
     }
 
     /// Completes once the connection is released, whatever the reason.
