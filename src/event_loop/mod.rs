@@ -23,6 +23,8 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::Bytes;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -328,9 +330,25 @@ pub(crate) struct Core {
     events: Events,
     ready: Vec<(usize, Readiness)>,
     commands: VecDeque<Command>,
+    // Lent to one connection at a time for the chunks one event reads, so
+    // idle connections do not each keep a list's allocation.
+    chunk_list: Vec<Bytes>,
 }
 
 impl Core {
+    /// Lends the loop's list for the chunks one event reads (empty).
+    pub(crate) fn take_chunk_list(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.chunk_list)
+    }
+
+    /// Takes a list back after use, keeping the larger allocation.
+    pub(crate) fn return_chunk_list(&mut self, mut list: Vec<Bytes>) {
+        if list.capacity() > self.chunk_list.capacity() {
+            list.clear();
+            self.chunk_list = list;
+        }
+    }
+
     /// The loop's clock, read once per turn after waiting.
     pub(crate) fn now(&self) -> Instant {
         self.now
@@ -620,6 +638,7 @@ impl EventLoop {
                 events: Events::with_capacity(1024),
                 ready: Vec::new(),
                 commands: VecDeque::new(),
+                chunk_list: Vec::new(),
             },
         })
     }

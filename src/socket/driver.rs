@@ -134,12 +134,11 @@ struct Outcome {
 
 pub(crate) struct Driver {
     conn: Arc<Conn>,
-    callbacks: Callbacks,
+    /// Shared by every connection made with the same options.
+    callbacks: Arc<Callbacks>,
     phase: Phase,
     registration: Option<Registration<NetStream>>,
     read_block: ReadBlock,
-    // Reused between events so delivering chunks allocates nothing.
-    scratch: Vec<Bytes>,
     outcome: Outcome,
     // A handle for callbacks, kept only when the lifetime is explicit (a
     // kept handle would otherwise stop "last handle dropped" from closing).
@@ -174,7 +173,12 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(conn: Arc<Conn>, callbacks: Callbacks, target: Target, now: Instant) -> Self {
+    pub(crate) fn new(
+        conn: Arc<Conn>,
+        callbacks: Arc<Callbacks>,
+        target: Target,
+        now: Instant,
+    ) -> Self {
         let (read_timeout, write_timeout) = *lock(&conn.timeouts);
         let socket = conn
             .lifetime_is_explicit
@@ -185,7 +189,6 @@ impl Driver {
             callbacks,
             phase: Phase::New(Some(target)),
             registration: None,
-            scratch: Vec::new(),
             outcome: Outcome::default(),
             socket,
             eof: false,
@@ -212,7 +215,12 @@ impl Driver {
     }
 
     /// Registers the driver in `core` and starts it.
-    pub(crate) fn spawn(core: &mut Core, conn: Arc<Conn>, callbacks: Callbacks, target: Target) {
+    pub(crate) fn spawn(
+        core: &mut Core,
+        conn: Arc<Conn>,
+        callbacks: Arc<Callbacks>,
+        target: Target,
+    ) {
         let key = core.reserve_key();
         conn.key.store(key, Ordering::Release);
         let driver = Driver::new(conn, callbacks, target, core.now());
@@ -469,7 +477,8 @@ impl Driver {
         // Closed by the application (perhaps from another thread, before
         // the loop has handled the request): what arrives is discarded.
         let discard = self.closing || self.conn.closed.load(Ordering::Acquire);
-        let drain = self.callbacks.read.is_some() && !self.conn.config.dont_drain;
+        // Validated options never combine dont-drain with a `read_cb`.
+        let drain = self.callbacks.read.is_some();
         if !discard && self.conn.user_paused.load(Ordering::Acquire) {
             return;
         }
@@ -481,7 +490,9 @@ impl Driver {
             usize::MAX
         };
         let chunk_size = self.conn.config.read_chunk_size;
-        let mut done = std::mem::take(&mut self.scratch);
+        // The loop's list: delivering chunks allocates nothing, and an idle
+        // connection keeps no list of its own.
+        let mut done = core.take_chunk_list();
         let mut total = 0;
         let mut eof = false;
         let mut error = None;
@@ -532,7 +543,13 @@ impl Driver {
         if discard {
             done.clear();
         } else if drain {
-            self.outcome.chunks.append(&mut done);
+            if self.outcome.chunks.is_empty() {
+                // Usual case: the list itself goes to `report`; `settle`
+                // gives it back to the loop.
+                std::mem::swap(&mut self.outcome.chunks, &mut done);
+            } else {
+                self.outcome.chunks.append(&mut done);
+            }
         } else {
             let (wakers, len) = {
                 let mut input = lock(&self.conn.input);
@@ -573,7 +590,7 @@ impl Driver {
                 self.outcome.notify = true;
             }
         }
-        self.scratch = done;
+        core.return_chunk_list(done);
         if eof {
             self.eof = true;
             if !discard {
@@ -887,7 +904,7 @@ impl Driver {
             return;
         }
         let mut outcome = std::mem::take(&mut self.outcome);
-        // The chunk list keeps its allocation from event to event.
+        // The chunk list (the loop's, lent by `read`) keeps its allocation.
         let mut chunks = std::mem::take(&mut outcome.chunks);
         // Borrowed, not cloned: this runs for every event.
         let temporary;
@@ -1008,6 +1025,7 @@ impl Driver {
             self.check_finished(core, key);
             self.report();
         }
+        core.return_chunk_list(std::mem::take(&mut self.outcome.chunks));
         if self.released {
             self.report_release();
             self.run_close_callbacks();

@@ -78,9 +78,6 @@ pub(crate) struct Config {
     pub(crate) read_chunk_size: usize,
     /// Neither buffer may ever hold more than this.
     pub(crate) max_buffer_size: usize,
-    /// Keep received bytes in the input buffer instead of handing them to
-    /// `read_cb`.
-    pub(crate) dont_drain: bool,
     pub(crate) nodelay: bool,
     pub(crate) connect_timeout: Duration,
     /// After a graceful close has sent FIN, how long to wait for the peer's
@@ -241,7 +238,8 @@ fn wake_all(wakers: Vec<Waker>) {
 /// The state of one connection that every thread shares.
 pub(crate) struct Conn {
     pub(crate) handle: LoopHandle,
-    pub(crate) config: Config,
+    /// Shared by every connection made with the same options.
+    pub(crate) config: Arc<Config>,
     /// The slab key of the driver, `UNREGISTERED` until the loop has it.
     key: AtomicUsize,
     requests: AtomicU32,
@@ -278,7 +276,7 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn new(
         handle: LoopHandle,
-        config: Config,
+        config: Arc<Config>,
         callbacks: &Callbacks,
         initial_state: WriteState,
         host: Option<String>,

@@ -147,6 +147,7 @@ fn start(
         callbacks,
         config,
         data,
+        ..
     } = options;
     let conn = Conn::new(
         handle.clone(),

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,15 +57,41 @@ pub const DEFAULT_CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// ```
 #[derive(Clone)]
 pub struct TcpOptions {
-    pub(crate) callbacks: Callbacks,
-    pub(crate) config: Config,
+    // Both shared, copied on write: every connection of a server, and every
+    // connection made with default options, points at one copy instead of
+    // carrying its own (and a connect future stays small).
+    pub(crate) callbacks: Arc<Callbacks>,
+    pub(crate) config: Arc<Config>,
+    /// Only checked against the callbacks: with a valid set, the mode
+    /// follows from whether there is a `read_cb`.
+    dont_drain: bool,
     pub(crate) data: Option<Bytes>,
 }
+
+/// The options every `TcpOptions::new()` starts from, shared.
+static DEFAULTS: LazyLock<(Arc<Callbacks>, Arc<Config>)> = LazyLock::new(|| {
+    let config = Config {
+        read_low_watermark: 0,
+        read_high_watermark: DEFAULT_READ_HIGH_WATERMARK,
+        write_low_watermark: 0,
+        write_high_watermark: DEFAULT_WRITE_HIGH_WATERMARK,
+        read_chunk_size: DEFAULT_READ_CHUNK_SIZE,
+        max_buffer_size: DEFAULT_MAX_BUFFER_SIZE,
+        nodelay: true,
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        close_linger: DEFAULT_CLOSE_LINGER,
+        read_timeout: None,
+        write_timeout: None,
+        bind: None,
+    };
+    (Arc::new(Callbacks::default()), Arc::new(config))
+});
 
 impl fmt::Debug for TcpOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpOptions")
             .field("config", &self.config)
+            .field("dont_drain", &self.dont_drain)
             .field("read_cb", &self.callbacks.read.is_some())
             .field("notify_cb", &self.callbacks.notify.is_some())
             .field("write_cb", &self.callbacks.write.is_some())
@@ -87,32 +113,28 @@ impl TcpOptions {
     /// stay buffered), `TCP_NODELAY` on, no idle timeouts, a 30 s connect
     /// timeout, 1 MiB read and write high watermarks, 100 MiB buffer cap.
     pub fn new() -> Self {
+        let (callbacks, config) = &*DEFAULTS;
         TcpOptions {
-            callbacks: Callbacks::default(),
-            config: Config {
-                read_low_watermark: 0,
-                read_high_watermark: DEFAULT_READ_HIGH_WATERMARK,
-                write_low_watermark: 0,
-                write_high_watermark: DEFAULT_WRITE_HIGH_WATERMARK,
-                read_chunk_size: DEFAULT_READ_CHUNK_SIZE,
-                max_buffer_size: DEFAULT_MAX_BUFFER_SIZE,
-                dont_drain: false,
-                nodelay: true,
-                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-                close_linger: DEFAULT_CLOSE_LINGER,
-                read_timeout: None,
-                write_timeout: None,
-                bind: None,
-            },
+            callbacks: callbacks.clone(),
+            config: config.clone(),
+            dont_drain: false,
             data: None,
         }
+    }
+
+    fn callbacks_mut(&mut self) -> &mut Callbacks {
+        Arc::make_mut(&mut self.callbacks)
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
     }
 
     /// Drain mode: `callback(socket, bytes)` receives every chunk of new
     /// bytes, once per readiness event (more than one call only when one
     /// event brings more than a read block holds).
     pub fn read_cb(mut self, callback: impl FnMut(&Socket, Bytes) + Send + 'static) -> Self {
-        self.callbacks.read = Some(Arc::new(Mutex::new(callback)));
+        self.callbacks_mut().read = Some(Arc::new(Mutex::new(callback)));
         self
     }
 
@@ -123,8 +145,8 @@ impl TcpOptions {
     /// and once at EOF, so a reader sees the end (`read` then gives the
     /// rest, then `Ok(0)`).
     pub fn notify_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
-        self.callbacks.notify = Some(Arc::new(Mutex::new(callback)));
-        self.config.dont_drain = true;
+        self.callbacks_mut().notify = Some(Arc::new(Mutex::new(callback)));
+        self.dont_drain = true;
         self
     }
 
@@ -132,21 +154,21 @@ impl TcpOptions {
     /// low watermark (0 by default), i.e. when what was written has been
     /// handed to the kernel.
     pub fn write_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
-        self.callbacks.write = Some(Arc::new(Mutex::new(callback)));
+        self.callbacks_mut().write = Some(Arc::new(Mutex::new(callback)));
         self
     }
 
     /// `callback(socket, event)` receives [`Event`]s: connected, EOF,
     /// timeouts, errors and the final `Closed`.
     pub fn event_cb(mut self, callback: impl FnMut(&Socket, Event) + Send + 'static) -> Self {
-        self.callbacks.event = Some(Arc::new(Mutex::new(callback)));
+        self.callbacks_mut().event = Some(Arc::new(Mutex::new(callback)));
         self
     }
 
     /// `callback(socket)` runs once the connection is established (for a
     /// server: once per accepted connection).
     pub fn connect_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
-        self.callbacks.connect = Some(Arc::new(Mutex::new(callback)));
+        self.callbacks_mut().connect = Some(Arc::new(Mutex::new(callback)));
         self
     }
 
@@ -161,27 +183,27 @@ impl TcpOptions {
     /// [`read_cb`](TcpOptions::read_cb), in either order, is an error
     /// ([`Error::InvalidInput`]): use [`notify_cb`](TcpOptions::notify_cb).
     pub fn dont_drain(mut self, dont_drain: bool) -> Self {
-        self.config.dont_drain = dont_drain;
+        self.dont_drain = dont_drain;
         self
     }
 
     /// Idle read timeout: reported when no byte arrives for this long while
     /// the loop is waiting for some.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.config.read_timeout = Some(timeout);
+        self.config_mut().read_timeout = Some(timeout);
         self
     }
 
     /// Idle write timeout: reported when queued output makes no progress
     /// for this long.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.config.write_timeout = Some(timeout);
+        self.config_mut().write_timeout = Some(timeout);
         self
     }
 
     /// Bound on resolution plus every connect attempt (default 30 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = timeout;
+        self.config_mut().connect_timeout = timeout;
         self
     }
 
@@ -189,23 +211,25 @@ impl TcpOptions {
     /// `high` the loop stops reading the socket until the application has
     /// drained the buffer to half of `high`.
     pub fn read_watermarks(mut self, low: usize, high: usize) -> Self {
-        self.config.read_low_watermark = low;
-        self.config.read_high_watermark = high;
+        let config = self.config_mut();
+        config.read_low_watermark = low;
+        config.read_high_watermark = high;
         self
     }
 
     /// Write watermarks: `write_cb` fires when the output drains to `low`;
     /// streams refuse writes (`WouldBlock` / `Pending`) at `high`.
     pub fn write_watermarks(mut self, low: usize, high: usize) -> Self {
-        self.config.write_low_watermark = low;
-        self.config.write_high_watermark = high;
+        let config = self.config_mut();
+        config.write_low_watermark = low;
+        config.write_high_watermark = high;
         self
     }
 
     /// The most one `read` system call asks for (default 128 KiB). Read
     /// blocks grow to this size only on connections that fill them.
     pub fn read_chunk_size(mut self, size: usize) -> Self {
-        self.config.read_chunk_size = size;
+        self.config_mut().read_chunk_size = size;
         self
     }
 
@@ -213,19 +237,19 @@ impl TcpOptions {
     /// output past it fails with `LimitExceeded`; the input never grows
     /// past it.
     pub fn max_buffer_size(mut self, size: usize) -> Self {
-        self.config.max_buffer_size = size;
+        self.config_mut().max_buffer_size = size;
         self
     }
 
     /// `TCP_NODELAY` (on by default).
     pub fn nodelay(mut self, nodelay: bool) -> Self {
-        self.config.nodelay = nodelay;
+        self.config_mut().nodelay = nodelay;
         self
     }
 
     /// Source address for outgoing connections.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.config.bind = Some(addr);
+        self.config_mut().bind = Some(addr);
         self
     }
 
@@ -235,17 +259,17 @@ impl TcpOptions {
     /// make the kernel reset the connection and drop output still in
     /// flight.
     pub fn close_linger(mut self, linger: Duration) -> Self {
-        self.config.close_linger = linger;
+        self.config_mut().close_linger = linger;
         self
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
         let c = &self.config;
         let invalid = |message: &str| Err(Error::InvalidInput(message.to_string()));
-        if c.dont_drain && self.callbacks.read.is_some() {
+        if self.dont_drain && self.callbacks.read.is_some() {
             return invalid("read_cb receives drained bytes; in dont-drain mode use notify_cb");
         }
-        if !c.dont_drain && self.callbacks.notify.is_some() {
+        if !self.dont_drain && self.callbacks.notify.is_some() {
             return invalid("notify_cb needs dont-drain mode (dont_drain(false) was set after it)");
         }
         if c.read_chunk_size == 0 {
@@ -261,5 +285,39 @@ impl TcpOptions {
             return invalid("write low watermark is above the high watermark");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_options_share_one_copy_until_changed() {
+        let a = TcpOptions::new();
+        let b = TcpOptions::new();
+        assert!(Arc::ptr_eq(&a.config, &b.config));
+        assert!(Arc::ptr_eq(&a.callbacks, &b.callbacks));
+
+        let changed = b
+            .clone()
+            .read_timeout(Duration::from_secs(3))
+            .event_cb(|_, _| {});
+        assert_eq!(changed.config.read_timeout, Some(Duration::from_secs(3)));
+        assert!(changed.callbacks.event.is_some());
+        // Copy on write: the originals (and the shared defaults) are untouched.
+        assert_eq!(b.config.read_timeout, None);
+        assert!(b.callbacks.event.is_none());
+        assert_eq!(TcpOptions::new().config.read_timeout, None);
+        assert!(TcpOptions::new().callbacks.event.is_none());
+    }
+
+    #[test]
+    fn dont_drain_with_read_cb_is_still_rejected() {
+        let options = TcpOptions::new().read_cb(|_, _| {}).dont_drain(true);
+        assert!(matches!(options.validate(), Err(Error::InvalidInput(_))));
+        let options = TcpOptions::new().notify_cb(|_| {}).dont_drain(false);
+        assert!(matches!(options.validate(), Err(Error::InvalidInput(_))));
+        assert!(TcpOptions::new().notify_cb(|_| {}).validate().is_ok());
     }
 }

@@ -382,8 +382,8 @@ impl UnixServer {
 struct Acceptor {
     shared: Arc<ServerShared>,
     registration: Registration<NetListener>,
-    callbacks: Callbacks,
-    config: Config,
+    callbacks: Arc<Callbacks>,
+    config: Arc<Config>,
 }
 
 impl Acceptor {
