@@ -13,8 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{
     lock, wake_all, Callbacks, Conn, NetStream, Socket, WriteState, REQ_ABORT, REQ_CLOSE,
-    REQ_FLUSH, REQ_READ, REQ_RESOLVED, REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB,
-    REQ_WRITE_FAILED,
+    REQ_FLUSH, REQ_RESOLVED, REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB, REQ_WRITE_FAILED,
 };
 use crate::error::{Direction, Error, Event, TimeoutKind};
 use crate::event_loop::{
@@ -357,14 +356,6 @@ impl Driver {
         if let Some(paths) = stream.unix_paths() {
             let _ = self.conn.unix_paths.set(paths);
         }
-        // Readers with large buffers may read straight from the kernel,
-        // unless a callback or a read timeout must see every read.
-        if self.callbacks.read.is_none()
-            && self.callbacks.notify.is_none()
-            && self.read_timeout.is_none()
-        {
-            lock(&self.conn.input).direct.stream = Some(stream.clone());
-        }
         self.conn.connected.store(true, Ordering::Release);
         let wakers = {
             let mut out = lock(&self.conn.output);
@@ -475,9 +466,8 @@ impl Driver {
     }
 
     /// Reads the socket until it would block, the input reaches its high
-    /// watermark, or this event's budget is spent. On a readable edge
-    /// (`edge`) with a direct reader waiting, hands the edge to it instead.
-    fn read(&mut self, core: &mut Core, edge: bool) {
+    /// watermark, or this event's budget is spent.
+    fn read(&mut self, core: &mut Core) {
         if self.eof || self.released || !matches!(self.phase, Phase::Open | Phase::Lingering) {
             return;
         }
@@ -487,33 +477,18 @@ impl Driver {
         // Closed by the application (perhaps from another thread, before
         // the loop has handled the request): what arrives is discarded.
         let discard = self.closing || self.conn.closed.load(Ordering::Acquire);
+        // Validated options never combine dont-drain with a `read_cb`.
         let drain = self.callbacks.read.is_some();
-        if !discard && self.conn.is_paused() {
+        if !discard && self.conn.user_paused.load(Ordering::Acquire) {
             return;
         }
-        let conn = self.conn.clone();
-        // Bytes that stay in the input buffer are read under its lock, so a
-        // direct read on another thread cannot slip in between this read and
-        // the append (and reorder the bytes).
-        let mut input = (!discard && !drain).then(|| lock(&conn.input));
+        let limited = !discard && !drain;
         let limit = self.conn.config.input_limit();
-        let mut space = usize::MAX;
-        if let Some(guard) = input.as_mut() {
-            let hand_over = edge
-                && guard.direct.reader_waiting
-                && !self.read_closed_seen
-                && guard.buf.is_empty();
-            if hand_over {
-                guard.direct.kernel_ready = true;
-                let wakers = guard.take_wakers();
-                drop(input);
-                wake_all(wakers);
-                return;
-            }
-            // The loop reads everything now.
-            guard.direct.kernel_ready = false;
-            space = limit.saturating_sub(guard.buf.len());
-        }
+        let mut space = if limited {
+            limit.saturating_sub(lock(&self.conn.input).buf.len())
+        } else {
+            usize::MAX
+        };
         let chunk_size = self.conn.config.read_chunk_size;
         // The loop's list: delivering chunks allocates nothing, and an idle
         // connection keeps no list of its own.
@@ -541,7 +516,7 @@ impl Driver {
                 }
                 Ok((n, asked)) => {
                     total += n;
-                    if input.is_some() {
+                    if limited {
                         space -= n;
                     }
                     // Edge-triggered: a short read means the kernel queue is
@@ -565,47 +540,55 @@ impl Driver {
             self.last_read = core.now();
             self.read_timed_out = false;
         }
-        if let Some(mut input) = input {
-            if input.closed {
-                // Closed while this read was in flight.
-                done.clear();
-            }
-            for chunk in done.drain(..) {
-                input.buf.push(chunk);
-            }
-            if total > 0 {
-                // Progress: a timeout nobody saw no longer applies.
-                input.timed_out = false;
-            }
-            if hit_limit {
-                // Only the loop appends, and it held the lock throughout.
-                input.suspended = true;
-                self.suspended = true;
-            }
-            if eof {
-                input.eof = true;
-            }
-            let wakers = if total > 0 || eof {
-                input.take_wakers()
+        if discard {
+            done.clear();
+        } else if drain {
+            if self.outcome.chunks.is_empty() {
+                // Usual case: the list itself goes to `report`; `settle`
+                // gives it back to the loop.
+                std::mem::swap(&mut self.outcome.chunks, &mut done);
             } else {
-                Vec::new()
+                self.outcome.chunks.append(&mut done);
+            }
+        } else {
+            let (wakers, len) = {
+                let mut input = lock(&self.conn.input);
+                if input.closed {
+                    // Closed while this read was in flight.
+                    done.clear();
+                }
+                for chunk in done.drain(..) {
+                    input.buf.push(chunk);
+                }
+                if total > 0 {
+                    // Progress: a timeout nobody saw no longer applies.
+                    input.timed_out = false;
+                }
+                if hit_limit {
+                    if input.buf.len() >= limit {
+                        input.suspended = true;
+                        self.suspended = true;
+                    } else {
+                        // A reader drained it meanwhile: keep reading.
+                        self.read_more = true;
+                    }
+                }
+                if eof {
+                    input.eof = true;
+                }
+                let wakers = if total > 0 || eof {
+                    input.take_wakers()
+                } else {
+                    Vec::new()
+                };
+                (wakers, input.buf.len())
             };
-            let len = input.buf.len();
-            drop(input);
             wake_all(wakers);
             // At EOF the reader is told once more, so one waiting for the
             // rest of a frame (in the input, or held by a codec) sees the end.
             if (total > 0 && len >= self.conn.config.read_low_watermark) || eof {
                 self.outcome.notify = true;
             }
-        } else if discard {
-            done.clear();
-        } else if self.outcome.chunks.is_empty() {
-            // Drain mode, usual case: the list itself goes to `report`;
-            // `settle` gives it back to the loop.
-            std::mem::swap(&mut self.outcome.chunks, &mut done);
-        } else {
-            self.outcome.chunks.append(&mut done);
         }
         core.return_chunk_list(done);
         if eof {
@@ -625,7 +608,6 @@ impl Driver {
         let wakers = {
             let mut input = lock(&self.conn.input);
             input.closed = true;
-            input.direct = Default::default();
             input.take_wakers()
         };
         wake_all(wakers);
@@ -641,7 +623,7 @@ impl Driver {
         self.flush(core);
         // Discard what the peer sends meanwhile, so it is never blocked
         // writing to us while we wait for it to read.
-        self.read(core, false);
+        self.read(core);
         // A peer that never reads must not hold the connection for ever.
         if !self.released && matches!(self.phase, Phase::Open) {
             self.arm_linger_timer(core, key, self.last_write.max(core.now()));
@@ -682,15 +664,6 @@ impl Driver {
             let (read, write) = *lock(&self.conn.timeouts);
             self.read_timeout = read;
             self.write_timeout = write;
-            if read.is_some() {
-                // The idle timer must see every read: no more direct reads,
-                // and the loop reads what the last one may have left.
-                let mut input = lock(&self.conn.input);
-                input.direct.stream = None;
-                if std::mem::take(&mut input.direct.kernel_ready) {
-                    self.read_more = true;
-                }
-            }
             self.read_timed_out = false;
             self.write_timed_out = false;
             self.read_timer_armed = false;
@@ -705,21 +678,9 @@ impl Driver {
         if bits & (REQ_FLUSH | REQ_SHUTDOWN) != 0 {
             self.flush(core);
         }
-        if bits & REQ_READ != 0 {
-            // A direct read failed (the kernel reports an error only once),
-            // or someone waits for bytes a direct read left in the kernel.
-            let failed = lock(&self.conn.input).error.clone();
-            match failed {
-                Some(err) => {
-                    self.fail(err);
-                    return;
-                }
-                None => self.read(core, false),
-            }
-        }
         if bits & REQ_RESUME != 0 {
             self.suspended = false;
-            self.read(core, false);
+            self.read(core);
         }
         if bits & REQ_WRITE_CB != 0 {
             self.outcome.write_cb = true;
@@ -868,7 +829,6 @@ impl Driver {
         let in_wakers = {
             let mut input = lock(&self.conn.input);
             input.closed = true;
-            input.direct = Default::default();
             if let Some(err) = &error {
                 input.error.get_or_insert_with(|| err.clone());
             }
@@ -907,7 +867,7 @@ impl Driver {
                 key,
                 TOKEN_LINGER,
             );
-            self.read(core, false);
+            self.read(core);
             if self.eof {
                 self.release(None, false);
             }
@@ -1142,7 +1102,7 @@ impl Source for Driver {
                 // Bytes may have arrived with the connect completion, and
                 // that edge will not come again.
                 if ready.readable && matches!(self.phase, Phase::Open) {
-                    self.read(core, false);
+                    self.read(core);
                 }
             }
             Phase::Open | Phase::Lingering => {
@@ -1150,7 +1110,7 @@ impl Source for Driver {
                     self.flush(core);
                 }
                 if ready.readable {
-                    self.read(core, true);
+                    self.read(core);
                 }
             }
             Phase::New(_) | Phase::Resolving => {}
@@ -1170,7 +1130,7 @@ impl Source for Driver {
         }
         if self.read_more && !self.released {
             self.read_more = false;
-            self.read(core, false);
+            self.read(core);
         }
         if self.renotify && !self.released {
             self.renotify = false;

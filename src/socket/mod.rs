@@ -22,7 +22,7 @@ pub(crate) use net::{NetListener, NetStream};
 
 use std::any::Any;
 use std::fmt;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -115,15 +115,6 @@ const REQ_RESOLVED: u32 = 1 << 8;
 /// Something changed what is waiting (output queued, reading paused): arm
 /// the idle timers that now apply, without restarting their counts.
 const REQ_ARM_TIMERS: u32 = 1 << 9;
-/// The kernel may hold bytes a direct reader left there, and someone now
-/// waits for them in the input buffer (or a direct read failed): read.
-const REQ_READ: u32 = 1 << 10;
-
-/// The smallest caller buffer a read goes straight into. Smaller reads take
-/// from the input buffer, which the loop fills with one large read: a
-/// direct read of a few bytes cannot tell whether the kernel has more, and
-/// would need another system call to find out.
-pub(crate) const DIRECT_READ_MIN: usize = 4096;
 
 const UNREGISTERED: usize = usize::MAX;
 
@@ -156,108 +147,16 @@ pub(crate) struct Input {
     /// A read timeout expired that pending readers have not seen yet.
     pub(crate) timed_out: bool,
     wakers: Vec<Waker>,
-    pub(crate) direct: DirectRead,
-}
-
-/// Reads that go from the kernel straight into the caller's buffer, like
-/// tokio's, skipping the copy through the input buffer.
-///
-/// Only a reader with a large buffer (`DIRECT_READ_MIN`) on a connection
-/// with no read callback and no read timeout reads directly, and only while
-/// the input buffer is empty. Everything happens under the input lock, and
-/// the loop holds that lock while it reads, so bytes are never reordered.
-/// When such a reader waits, the loop does not read on the next readable
-/// edge: it marks the kernel ready and wakes the reader, which reads. Bytes
-/// a direct reader leaves in the kernel are never stranded: any other kind
-/// of wait, or a look at the buffer, makes the loop read them (`REQ_READ`).
-#[derive(Default)]
-pub(crate) struct DirectRead {
-    /// The socket, while direct reads are allowed.
-    pub(crate) stream: Option<Arc<NetStream>>,
-    /// The kernel may hold bytes the loop has not read: it handed an edge
-    /// to a direct reader, or a direct read filled the caller's buffer.
-    pub(crate) kernel_ready: bool,
-    /// A direct reader waits: the next readable edge is for it.
-    pub(crate) reader_waiting: bool,
-    /// The loop must read (see `REQ_READ`); `with_input` asks it.
-    loop_must_read: bool,
 }
 
 impl Input {
     /// Registers a waker to be woken on the next append, EOF or error.
     pub(crate) fn register(&mut self, waker: &Waker) {
         register_waker(&mut self.wakers, waker);
-        // This waiter needs the bytes in the buffer: have the loop read
-        // what a direct reader left in the kernel.
-        self.unstrand();
-    }
-
-    /// Asks the loop to read bytes a direct reader may have left in the
-    /// kernel (takes effect when `with_input` returns).
-    pub(crate) fn unstrand(&mut self) {
-        if self.direct.kernel_ready {
-            self.direct.kernel_ready = false;
-            self.direct.loop_must_read = true;
-        }
     }
 
     fn take_wakers(&mut self) -> Vec<Waker> {
-        // Whoever waited reads again (and waits again if it must).
-        self.direct.reader_waiting = false;
         std::mem::take(&mut self.wakers)
-    }
-
-    /// Reads from the kernel straight into `dst`, if that is allowed and
-    /// may find bytes. `None`: nothing was read, wait for the loop.
-    pub(crate) fn read_direct(
-        &mut self,
-        dst: &mut [u8],
-        paused: bool,
-    ) -> Option<io::Result<usize>> {
-        if dst.len() < DIRECT_READ_MIN || !self.direct.kernel_ready || paused {
-            return None;
-        }
-        let stream = self.direct.stream.clone()?;
-        loop {
-            match (&*stream).read(dst) {
-                Ok(0) => {
-                    // EOF: the loop reads it too and reports it in order.
-                    self.direct.kernel_ready = false;
-                    self.direct.loop_must_read = true;
-                    return None;
-                }
-                Ok(n) => {
-                    // A full buffer: there may be more.
-                    self.direct.kernel_ready = n == dst.len();
-                    return Some(Ok(n));
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.direct.kernel_ready = false;
-                    return None;
-                }
-                Err(err) => {
-                    // The kernel reports an error once: keep it for the
-                    // loop, which ends the connection with it.
-                    self.direct.kernel_ready = false;
-                    self.direct.loop_must_read = true;
-                    let err = Error::from(err);
-                    self.error.get_or_insert_with(|| err.clone());
-                    return Some(Err(err.into()));
-                }
-            }
-        }
-    }
-
-    /// Like `register`, for a reader that can read directly into a buffer
-    /// of `len` bytes: the loop hands it the next readable edge.
-    pub(crate) fn register_reader(&mut self, waker: &Waker, len: usize) {
-        if len >= DIRECT_READ_MIN && self.direct.stream.is_some() {
-            register_waker(&mut self.wakers, waker);
-            self.direct.reader_waiting = true;
-        } else {
-            self.register(waker);
-        }
     }
 }
 
@@ -395,7 +294,6 @@ impl Conn {
                 suspended: false,
                 timed_out: false,
                 wakers: Vec::new(),
-                direct: DirectRead::default(),
             }),
             output: Mutex::new(Output {
                 buf: Buffer::new(),
@@ -768,29 +666,20 @@ impl Conn {
         }
     }
 
-    /// Whether the application paused reading.
-    pub(crate) fn is_paused(&self) -> bool {
-        self.user_paused.load(Ordering::Acquire)
-    }
-
     /// Runs `f` on the input and, if it consumed enough to leave a suspended
     /// input below the resume threshold, asks the loop to read again.
     pub(crate) fn with_input<R>(&self, f: impl FnOnce(&mut Input) -> R) -> R {
-        let (result, resume, read) = {
+        let (result, resume) = {
             let mut input = lock(&self.input);
             let result = f(&mut input);
             let resume = input.suspended && input.buf.len() <= self.config.resume_threshold();
             if resume {
                 input.suspended = false;
             }
-            let read = std::mem::take(&mut input.direct.loop_must_read);
-            (result, resume, read)
+            (result, resume)
         };
         if resume {
             self.request(REQ_RESUME);
-        }
-        if read {
-            self.request(REQ_READ);
         }
         result
     }
@@ -809,15 +698,10 @@ impl Conn {
                 return Err(err.clone().into());
             }
             if input.eof || input.closed {
-                return Ok(0);
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
             }
-            if let Some(result) = input.read_direct(dst, self.is_paused()) {
-                return result;
-            }
-            // A caller that polls will look again: have the loop read what
-            // a direct read may have left.
-            input.unstrand();
-            Err(io::ErrorKind::WouldBlock.into())
         })
     }
 
@@ -1093,11 +977,7 @@ impl Socket {
 
     /// How many received bytes wait in the input buffer.
     pub fn input_buffer_len(&self) -> usize {
-        self.inner.conn.with_input(|input| {
-            // Someone looks at the buffer: bring in what a direct read left.
-            input.unstrand();
-            input.buf.len()
-        })
+        lock(&self.inner.conn.input).buf.len()
     }
 
     /// How many bytes wait in the output buffer for the kernel.
@@ -1120,10 +1000,7 @@ impl Socket {
     /// Copies buffered input into `dst` without taking it; returns how many
     /// bytes were copied (0 when nothing is buffered).
     pub fn peek(&self, dst: &mut [u8]) -> usize {
-        self.inner.conn.with_input(|input| {
-            input.unstrand();
-            input.buf.copy_out(dst)
-        })
+        lock(&self.inner.conn.input).buf.copy_out(dst)
     }
 
     /// Takes up to `max` buffered bytes as one `Bytes`, without copying when
@@ -1144,7 +1021,6 @@ impl Socket {
             if input.eof || input.closed || max == 0 {
                 Ok(Bytes::new())
             } else {
-                input.unstrand();
                 Err(io::ErrorKind::WouldBlock.into())
             }
         })

@@ -77,25 +77,11 @@ impl ReadHalf {
             self.current.advance(n);
             return Poll::Ready(Ok(n));
         }
-        let conn = self.conn();
-        conn.with_input(|input| {
+        self.conn().with_input(|input| {
             if !input.buf.is_empty() {
                 return Poll::Ready(Ok(input.buf.read(dst)));
             }
-            match end_or_pending(input, None) {
-                Poll::Ready(result) => return Poll::Ready(result.map(|()| 0)),
-                Poll::Pending => {}
-            }
-            if let Some(result) = input.read_direct(dst, conn.is_paused()) {
-                return Poll::Ready(result);
-            }
-            match waker {
-                Some(waker) => input.register_reader(waker, dst.len()),
-                // `Read` returns `WouldBlock`; a caller that polls will look
-                // again, so have the loop read what a direct read left.
-                None => input.unstrand(),
-            }
-            Poll::Pending
+            end_or_pending(input, waker).map(|r| r.map(|()| 0))
         })
     }
 
@@ -127,11 +113,8 @@ impl ReadHalf {
     fn peek(&self, dst: &mut [u8]) -> usize {
         let from_current = dst.len().min(self.current.len());
         dst[..from_current].copy_from_slice(&self.current[..from_current]);
-        from_current
-            + self.conn().with_input(|input| {
-                input.unstrand();
-                input.buf.copy_out(&mut dst[from_current..])
-            })
+        let input = lock(&self.conn().input);
+        from_current + input.buf.copy_out(&mut dst[from_current..])
     }
 
     /// Collects everything until the end. The collected bytes go back to
