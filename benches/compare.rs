@@ -32,11 +32,27 @@
 //! evstream an `EventLoop` (`block_on` or `run`). Every figure comes from a
 //! run whose data was verified; a failed check aborts the bench.
 //!
+//! Besides wall-clock figures, every run's CPU time is measured: user +
+//! system time of all the process's threads, the `getrusage(RUSAGE_SELF)`
+//! delta around the run. Runs are sequential and join their server and
+//! client threads before returning, so the delta is that run's CPU,
+//! including its setup and teardown (runtime or loop creation, connect,
+//! close), which wall-clock times partly leave out. `conns` measures in the
+//! child, around the run, and reports it on its `CHILD` line. CPU time is
+//! much less sensitive than wall-clock time to a noisy machine (a
+//! descheduled thread uses none), so it is the steadier figure to compare
+//! when throughput swings between runs; for two busy threads (`pingpong2`,
+//! `bulk`) it can exceed the wall time. After each workload's table comes a
+//! CPU table: median ms of CPU per run and the ratio to tokio (lower is
+//! better).
+//!
 //! Machine-readable lines follow the tables:
 //! `RESULT\tworkload\timpl\tmedian\tmin\tmax\tunit\tratio\tbetter`, where
 //! `ratio` is median / tokio's median and `better` says whether a higher or
 //! a lower value is better. `scripts/chart.py` draws `docs/perf.svg` from
-//! them.
+//! them. Then, per workload and implementation, the CPU time per run:
+//! `CPU\tworkload\timpl\tmedian_ms\tmin_ms\tmax_ms\tratio`, where `ratio` is
+//! median / tokio's median (`nan` without tokio), and lower is better.
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
@@ -1594,7 +1610,25 @@ mod stdnet {
 // The cases
 // ---------------------------------------------------------------------------
 
-type RunFn = fn(&Sizes) -> Res<Vec<f64>>;
+type RunFn = fn(&Sizes) -> Res<Run>;
+
+/// What one run returns.
+struct Run {
+    /// A value per metric of its workload.
+    values: Vec<f64>,
+    /// The CPU time of a run made in a child process, as the child measured
+    /// it; `None` for a run in this process, which the caller measures.
+    child_cpu: Option<Duration>,
+}
+
+impl Run {
+    fn here(values: Vec<f64>) -> Res<Run> {
+        Ok(Run {
+            values,
+            child_cpu: None,
+        })
+    }
+}
 
 struct Case {
     workload: &'static str,
@@ -1695,29 +1729,29 @@ fn bulk_case(
     s: &Sizes,
     server: fn(mpsc::Sender<SocketAddr>) -> Res<BulkCheck>,
     client: fn(SocketAddr, u64) -> Res<()>,
-) -> Res<Vec<f64>> {
+) -> Res<Run> {
     let blocks = s.bulk_blocks();
     let (elapsed, check, ()) = run_pair(server, move |addr| client(addr, blocks))?;
     check.verify(blocks * BLOCK as u64)?;
-    Ok(vec![mib_per_s(check.total, elapsed)])
+    Run::here(vec![mib_per_s(check.total, elapsed)])
 }
 
 fn lines_case(
     s: &Sizes,
     server: fn(mpsc::Sender<SocketAddr>, usize) -> Res<LineCheck>,
     client: fn(SocketAddr, usize) -> Res<()>,
-) -> Res<Vec<f64>> {
+) -> Res<Run> {
     let lines = s.lines;
     let (elapsed, check, ()) = run_pair(
         move |addr_tx| server(addr_tx, lines),
         move |addr| client(addr, lines),
     )?;
     check.verify(lines)?;
-    Ok(vec![rate(lines as f64 / 1e6, elapsed)])
+    Run::here(vec![rate(lines as f64 / 1e6, elapsed)])
 }
 
-fn ping_result(s: &Sizes, elapsed: Res<Duration>) -> Res<Vec<f64>> {
-    Ok(vec![rate(s.pingpong as f64, elapsed?)])
+fn ping_result(s: &Sizes, elapsed: Res<Duration>) -> Res<Run> {
+    Run::here(vec![rate(s.pingpong as f64, elapsed?)])
 }
 
 const CASES: &[Case] = &[
@@ -1970,8 +2004,8 @@ fn conns_fn(imp: &str) -> Option<ConnsFn> {
 }
 
 /// Runs one `conns` implementation in a fresh process of this binary and
-/// returns its time (ms) and peak RSS (MiB).
-fn conns_in_child(imp: &str, s: &Sizes) -> Res<Vec<f64>> {
+/// returns its time (ms) and peak RSS (MiB), and the child's CPU time.
+fn conns_in_child(imp: &str, s: &Sizes) -> Res<Run> {
     let output = Command::new(std::env::current_exe()?)
         .args(["--child", imp])
         .args(["--conns", &s.conns.to_string()])
@@ -1987,7 +2021,7 @@ fn conns_in_child(imp: &str, s: &Sizes) -> Res<Vec<f64>> {
         .find_map(|line| line.strip_prefix("CHILD\t"))
         .ok_or_else(|| format!("conns child for {imp} printed no result: {stdout:?}"))?;
     let fields: Vec<f64> = line.split('\t').map(str::parse).collect::<Result<_, _>>()?;
-    let [ms, hwm_kib, base_kib] = fields[..] else {
+    let [ms, hwm_kib, base_kib, cpu_ms] = fields[..] else {
         return Err(format!("bad child result {line:?}").into());
     };
     eprintln!(
@@ -1996,22 +2030,46 @@ fn conns_in_child(imp: &str, s: &Sizes) -> Res<Vec<f64>> {
         base_kib / 1024.0,
         (hwm_kib - base_kib) / s.conns as f64
     );
-    Ok(vec![ms, hwm_kib / 1024.0])
+    Ok(Run {
+        values: vec![ms, hwm_kib / 1024.0],
+        child_cpu: Some(Duration::from_secs_f64(cpu_ms / 1000.0)),
+    })
 }
 
-/// The child side of `conns`: raise the descriptor limit, run, report.
+/// The child side of `conns`: raise the descriptor limit, run, report
+/// `CHILD\tms\tpeak_rss_kib\tstart_rss_kib\tcpu_ms`. The CPU time covers the
+/// whole run, both sides' threads joined, teardown included.
 fn child_main(imp: &str, s: &Sizes) -> Res<()> {
     let run = conns_fn(imp).ok_or_else(|| format!("unknown conns implementation {imp:?}"))?;
     raise_nofile_limit(2 * s.conns as u64 + 256)?;
     let base = vm_hwm_kib()?;
+    let cpu_start = process_cpu()?;
     let start = Instant::now();
     let elapsed = run(s.conns, s.conn_rounds, start)?;
+    let cpu = process_cpu()?.saturating_sub(cpu_start);
     let hwm = vm_hwm_kib()?;
     println!(
-        "CHILD\t{:.3}\t{hwm}\t{base}",
-        elapsed.as_secs_f64() * 1000.0
+        "CHILD\t{:.3}\t{hwm}\t{base}\t{:.3}",
+        elapsed.as_secs_f64() * 1000.0,
+        cpu.as_secs_f64() * 1000.0
     );
     Ok(())
+}
+
+/// CPU time (user + system) used so far by all threads of this process,
+/// ended ones included.
+fn process_cpu() -> Res<Duration> {
+    // SAFETY: `rusage` is plain integers, for which all zeroes is valid;
+    // getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error().into());
+    }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok(time(usage.ru_utime) + time(usage.ru_stime))
 }
 
 fn vm_hwm_kib() -> Res<u64> {
@@ -2226,7 +2284,9 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-fn print_table(results: &Results, workload: &Workload, sizes: &Sizes) {
+/// The workload's tables: each metric's, then the CPU time per run
+/// (`cpu`, keyed by workload name), then what each implementation does.
+fn print_table(results: &Results, cpu: &Results, workload: &Workload, sizes: &Sizes) {
     println!();
     println!("{}", (workload.title)(sizes));
     for m in workload.metrics {
@@ -2257,6 +2317,7 @@ fn print_table(results: &Results, workload: &Workload, sizes: &Sizes) {
             );
         }
     }
+    print_cpu_table(cpu, workload.name);
     for case in CASES.iter().filter(|c| c.workload == workload.name) {
         let measured = results
             .order
@@ -2265,6 +2326,27 @@ fn print_table(results: &Results, workload: &Workload, sizes: &Sizes) {
         if measured {
             println!("    {:<18} {}", case.imp, case.what);
         }
+    }
+}
+
+/// Median CPU ms per run and the ratio to tokio's, for one workload.
+fn print_cpu_table(cpu: &Results, workload: &str) {
+    if !cpu.order.iter().any(|&(w, _)| w == workload) {
+        return;
+    }
+    println!(
+        "  [cpu] ms of CPU per run, user + system, all threads \
+         (lower is better; ratio = impl/tokio, <1 = less CPU than tokio)"
+    );
+    println!("  {:<18} {:>10} {:>9}", "impl", "median", "vs tokio");
+    let tokio = cpu.median(workload, "tokio");
+    for &(w, imp) in &cpu.order {
+        if w != workload {
+            continue;
+        }
+        let median = cpu.samples[&(w, imp)].median();
+        let ratio = tokio.map_or("-".to_string(), |t| format!("{:.2}x", median / t));
+        println!("  {:<18} {:>10} {:>9}", imp, fmt_value(median), ratio);
     }
 }
 
@@ -2331,7 +2413,7 @@ fn print_targets(results: &Results) {
     }
 }
 
-fn print_machine_block(results: &Results) {
+fn print_machine_block(results: &Results, cpu: &Results) {
     println!();
     for &(w, imp) in &results.order {
         let s = &results.samples[&(w, imp)];
@@ -2350,6 +2432,18 @@ fn print_machine_block(results: &Results) {
             } else {
                 "lower"
             }
+        );
+    }
+    for &(w, imp) in &cpu.order {
+        let s = &cpu.samples[&(w, imp)];
+        let ratio = cpu
+            .median(w, "tokio")
+            .map_or("nan".to_string(), |t| format!("{:.4}", s.median() / t));
+        println!(
+            "CPU\t{w}\t{imp}\t{:.3}\t{:.3}\t{:.3}\t{ratio}",
+            s.median(),
+            s.min(),
+            s.max()
         );
     }
 }
@@ -2393,6 +2487,11 @@ fn real_main() -> Res<()> {
         order: Vec::new(),
         samples: BTreeMap::new(),
     };
+    // CPU ms per run, by (workload name, impl).
+    let mut cpu = Results {
+        order: Vec::new(),
+        samples: BTreeMap::new(),
+    };
     let started = Instant::now();
     for workload in WORKLOADS {
         let cases: Vec<&&Case> = cases
@@ -2406,20 +2505,32 @@ fn real_main() -> Res<()> {
             for case in &cases {
                 let name = format!("{}:{} (rep {rep})", case.workload, case.imp);
                 arm_watchdog(&name, options.timeout);
-                let values = (case.run)(&s).map_err(|err| format!("{name}: {err}"))?;
+                // The run joins its server and client threads before it
+                // returns, so the process's CPU time since here is the
+                // run's. (Left out: the little a stopped but unjoined
+                // background loop, evstream-blocking's, does after that.)
+                let cpu_start = process_cpu()?;
+                let run = (case.run)(&s).map_err(|err| format!("{name}: {err}"))?;
+                let run_cpu = match run.child_cpu {
+                    Some(child_cpu) => child_cpu,
+                    None => process_cpu()?.saturating_sub(cpu_start),
+                };
                 DEADLINE_MS.store(0, Ordering::SeqCst);
                 let mut shown = Vec::new();
-                for (m, v) in workload.metrics.iter().zip(values) {
+                for (m, v) in workload.metrics.iter().zip(run.values) {
                     results.add(m.workload, case.imp, v);
                     shown.push(format!("{} {}", fmt_value(v), m.unit));
                 }
+                let cpu_ms = run_cpu.as_secs_f64() * 1000.0;
+                cpu.add(workload.name, case.imp, cpu_ms);
+                shown.push(format!("CPU {} ms", fmt_value(cpu_ms)));
                 eprintln!("  {name}: {}", shown.join(", "));
             }
         }
-        print_table(&results, workload, &s);
+        print_table(&results, &cpu, workload, &s);
     }
     print_targets(&results);
-    print_machine_block(&results);
+    print_machine_block(&results, &cpu);
     eprintln!("total time {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
