@@ -240,7 +240,7 @@ impl LoopHandle {
         let callback: Box<dyn FnOnce() + Send> = Box::new(callback);
         self.shared
             .post(Command::Call(Box::new(move |core: &mut Core| {
-                let deadline = core.now + after;
+                let deadline = core.now() + after;
                 core.user_timers.insert(id, callback);
                 core.timers.push(deadline, TimerTarget::User(id));
             })));
@@ -326,7 +326,7 @@ pub(crate) struct Core {
     user_timers: HashMap<u64, Box<dyn FnOnce() + Send>>,
     // Sources to wake on this turn, from the loop thread itself.
     pending_wakes: VecDeque<usize>,
-    now: Instant,
+    now: Cell<Option<Instant>>,
     events: Events,
     ready: Vec<(usize, Readiness)>,
     commands: VecDeque<Command>,
@@ -349,9 +349,17 @@ impl Core {
         }
     }
 
-    /// The loop's clock, read once per turn after waiting.
+    /// The loop's clock: read at most once per turn after waiting, and only
+    /// if someone asks (a turn with no timers and no timeouts reads none).
     pub(crate) fn now(&self) -> Instant {
-        self.now
+        match self.now.get() {
+            Some(now) => now,
+            None => {
+                let now = Instant::now();
+                self.now.set(Some(now));
+                now
+            }
+        }
     }
 
     pub(crate) fn poller(&self) -> &Arc<Poller> {
@@ -473,7 +481,10 @@ impl Core {
     }
 
     fn run_timers(&mut self) {
-        while let Some(target) = self.timers.pop_due(self.now) {
+        if self.timers.next_deadline().is_none() {
+            return;
+        }
+        while let Some(target) = self.timers.pop_due(self.now()) {
             match target {
                 TimerTarget::Source { key, token } => {
                     self.dispatch(key, |s, core| s.on_timer(core, key, token))
@@ -509,7 +520,7 @@ impl Core {
     /// before waiting) and dispatch it.
     fn turn(&mut self, must_not_sleep: &dyn Fn() -> bool) -> io::Result<()> {
         self.run_commands();
-        self.now = Instant::now();
+        self.now.set(None);
         self.run_timers();
         self.run_commands();
 
@@ -518,12 +529,13 @@ impl Core {
         let timeout = if must_not_sleep() || self.has_queued_work() || self.is_idle() {
             Some(Duration::ZERO)
         } else {
+            // The clock as read for this turn's timers: one read per turn.
             self.timers
                 .next_deadline()
-                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+                .map(|deadline| deadline.saturating_duration_since(self.now()))
         };
         self.shared.poller.wait(&mut self.events, timeout)?;
-        self.now = Instant::now();
+        self.now.set(None);
 
         self.ready.clear();
         self.ready.extend(self.events.iter());
@@ -634,7 +646,7 @@ impl EventLoop {
                 timers: TimerHeap::default(),
                 user_timers: HashMap::new(),
                 pending_wakes: VecDeque::new(),
-                now: Instant::now(),
+                now: Cell::new(None),
                 events: Events::with_capacity(1024),
                 ready: Vec::new(),
                 commands: VecDeque::new(),

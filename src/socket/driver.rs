@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    lock, wake_all, Callbacks, Conn, NetStream, Socket, WriteState, REQ_ABORT, REQ_CLOSE,
+    lock, wake_all, Callbacks, Conn, NetStream, Socket, Wakers, WriteState, REQ_ABORT, REQ_CLOSE,
     REQ_FLUSH, REQ_RESOLVED, REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB, REQ_WRITE_FAILED,
 };
 use crate::error::{Direction, Error, Event, TimeoutKind};
@@ -445,13 +445,17 @@ impl Driver {
             let wakers = if changed {
                 out.take_wakers()
             } else {
-                Vec::new()
+                Wakers::default()
             };
             (before, after, wakers)
         };
         wake_all(wakers);
         if after < before {
-            self.last_write = core.now();
+            // Only timeouts and a closing connection's linger look at it:
+            // skip the clock otherwise.
+            if self.write_timeout.is_some() || self.closing {
+                self.last_write = core.now();
+            }
             self.write_timed_out = false;
             // Any progress that ends at or below the low watermark: what
             // was queued may already have been below it (a partial direct
@@ -537,7 +541,10 @@ impl Driver {
         }
         self.read_block.finish(&mut done);
         if total > 0 {
-            self.last_read = core.now();
+            // Only the read timeout looks at it: skip the clock otherwise.
+            if self.read_timeout.is_some() {
+                self.last_read = core.now();
+            }
             self.read_timed_out = false;
         }
         if discard {
@@ -579,14 +586,17 @@ impl Driver {
                 let wakers = if total > 0 || eof {
                     input.take_wakers()
                 } else {
-                    Vec::new()
+                    Wakers::default()
                 };
                 (wakers, input.buf.len())
             };
             wake_all(wakers);
             // At EOF the reader is told once more, so one waiting for the
             // rest of a frame (in the input, or held by a codec) sees the end.
-            if (total > 0 && len >= self.conn.config.read_low_watermark) || eof {
+            // (Only with a `notify_cb`: an outcome with nobody to tell would
+            // still make `report` build a handle on every read.)
+            let notify = (total > 0 && len >= self.conn.config.read_low_watermark) || eof;
+            if notify && self.callbacks.notify.is_some() {
                 self.outcome.notify = true;
             }
         }
@@ -761,15 +771,14 @@ impl Driver {
 
     /// Arms the idle timers of the directions that are waiting.
     fn update_timers(&mut self, core: &mut Core, key: usize) {
-        let now = core.now();
         let open = matches!(self.phase, Phase::Open);
         let read_waiting = open
             && !self.eof
             && !self.closing
             && !self.suspended
             && !self.conn.user_paused.load(Ordering::Acquire);
-        if read_waiting && !self.read_was_waiting {
-            self.last_read = now;
+        if read_waiting && !self.read_was_waiting && self.read_timeout.is_some() {
+            self.last_read = core.now();
         }
         self.read_was_waiting = read_waiting;
         if let Some(timeout) = self.read_timeout {
@@ -782,7 +791,7 @@ impl Driver {
             && matches!(self.phase, Phase::Open | Phase::Lingering)
             && !lock(&self.conn.output).buf.is_empty();
         if write_waiting && !self.write_was_waiting {
-            self.last_write = now;
+            self.last_write = core.now();
         }
         self.write_was_waiting = write_waiting;
         if let Some(timeout) = self.write_timeout {
@@ -1025,7 +1034,9 @@ impl Driver {
             self.check_finished(core, key);
             self.report();
         }
-        core.return_chunk_list(std::mem::take(&mut self.outcome.chunks));
+        if self.outcome.chunks.capacity() != 0 {
+            core.return_chunk_list(std::mem::take(&mut self.outcome.chunks));
+        }
         if self.released {
             self.report_release();
             self.run_close_callbacks();

@@ -146,16 +146,16 @@ pub(crate) struct Input {
     suspended: bool,
     /// A read timeout expired that pending readers have not seen yet.
     pub(crate) timed_out: bool,
-    wakers: Vec<Waker>,
+    wakers: Wakers,
 }
 
 impl Input {
     /// Registers a waker to be woken on the next append, EOF or error.
     pub(crate) fn register(&mut self, waker: &Waker) {
-        register_waker(&mut self.wakers, waker);
+        self.wakers.register(waker);
     }
 
-    fn take_wakers(&mut self) -> Vec<Waker> {
+    fn take_wakers(&mut self) -> Wakers {
         std::mem::take(&mut self.wakers)
     }
 }
@@ -178,7 +178,7 @@ pub(crate) struct Output {
     /// a write is complete once `sent` reaches its end offset.
     pub(crate) accepted: u64,
     pub(crate) sent: u64,
-    wakers: Vec<Waker>,
+    wakers: Wakers,
 }
 
 impl Output {
@@ -197,10 +197,10 @@ impl Output {
     /// Registers a waker to be woken when queued output makes progress or
     /// the connection's state changes.
     pub(crate) fn register(&mut self, waker: &Waker) {
-        register_waker(&mut self.wakers, waker);
+        self.wakers.register(waker);
     }
 
-    fn take_wakers(&mut self) -> Vec<Waker> {
+    fn take_wakers(&mut self) -> Wakers {
         std::mem::take(&mut self.wakers)
     }
 
@@ -223,14 +223,37 @@ impl Output {
     }
 }
 
-fn register_waker(wakers: &mut Vec<Waker>, waker: &Waker) {
-    if !wakers.iter().any(|w| w.will_wake(waker)) {
-        wakers.push(waker.clone());
+/// The wakers waiting on one side of a connection. There is nearly always
+/// exactly one, so it lives inline: registering it and taking it to wake
+/// allocate nothing (a `Vec` taken to be woken outside the lock would leave
+/// an empty one behind, and the next registration would allocate).
+#[derive(Default)]
+pub(crate) struct Wakers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Wakers {
+    fn register(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(first) if first.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
+        }
     }
 }
 
-fn wake_all(wakers: Vec<Waker>) {
-    for waker in wakers {
+/// Wakes what was taken from a side (outside its lock: no lock is held
+/// while a waker runs).
+fn wake_all(wakers: Wakers) {
+    if let Some(first) = wakers.first {
+        first.wake();
+    }
+    for waker in wakers.more {
         waker.wake();
     }
 }
@@ -293,7 +316,7 @@ impl Conn {
                 closed: false,
                 suspended: false,
                 timed_out: false,
-                wakers: Vec::new(),
+                wakers: Wakers::default(),
             }),
             output: Mutex::new(Output {
                 buf: Buffer::new(),
@@ -305,7 +328,7 @@ impl Conn {
                 timed_out: false,
                 accepted: 0,
                 sent: 0,
-                wakers: Vec::new(),
+                wakers: Wakers::default(),
             }),
             addrs: OnceLock::new(),
             unix_paths: OnceLock::new(),

@@ -95,8 +95,14 @@ impl Poller {
         events.clear();
         // Round up to whole milliseconds (what epoll_wait takes), so a
         // timer is never woken for just before its deadline.
+        // (64-bit arithmetic: this runs on every turn.)
         let timeout = timeout.map(|t| {
-            let millis = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as u64;
+            let whole_millis = u64::from(t.subsec_nanos().div_ceil(1_000_000));
+            let millis = t
+                .as_secs()
+                .saturating_mul(1000)
+                .saturating_add(whole_millis)
+                .min(i32::MAX as u64);
             Timespec {
                 tv_sec: (millis / 1000) as _,
                 tv_nsec: ((millis % 1000) * 1_000_000) as _,
