@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::connect_stream;
+
 use common::block_on;
 
 use std::future::Future;
@@ -53,20 +55,6 @@ impl Wake for ChannelWake {
     }
 }
 
-/// Connects a stream on `handle`'s loop to a std peer it returns.
-fn connect(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStream, TcpStream) {
-    let (listener, addr) = common::std_listener();
-    let stream = block_on(AsyncIoStream::connect_with(
-        handle,
-        "127.0.0.1",
-        addr.port(),
-        options,
-    ))
-    .expect("connect_with");
-    let peer = common::accept(&listener);
-    (stream, peer)
-}
-
 /// Encodes `item` with `codec` into plain bytes.
 fn wire<C: Encoder<T>, T>(codec: &mut C, item: T) -> Vec<u8> {
     let mut buf = Buffer::new();
@@ -92,7 +80,7 @@ struct Witness {
 
 impl Witness {
     fn start(handle: &LoopHandle) -> Witness {
-        let (stream, peer) = connect(handle, TcpOptions::new());
+        let (stream, peer) = connect_stream(handle, TcpOptions::new());
         let peer = thread::spawn(move || {
             let mut writer = peer.try_clone().unwrap();
             let mut reader = BufReader::new(peer);
@@ -185,7 +173,7 @@ where
 fn framed_lines_decodes_a_million_lines_exactly() {
     const LINES: usize = 1_000_000;
     let lt = LoopThread::start();
-    let (stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let writer = thread::spawn(move || {
         let mut data = Vec::with_capacity(7 * LINES);
         for i in 0..LINES {
@@ -234,7 +222,7 @@ fn step(piece: &'static [u8], frames: &'static [&'static [u8]], left: usize) -> 
 /// frames after every step and the last frames at EOF.
 fn split_terminators(eol: Eol, steps: &[Step], at_eof: &[&[u8]]) {
     let lt = LoopThread::start();
-    let (stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let (go, wait) = common::channel::<()>();
     let pieces: Vec<&'static [u8]> = steps.iter().map(|s| s.piece).collect();
     let sender = thread::spawn(move || {
@@ -445,7 +433,7 @@ where
     C: Decoder<Item = Bytes>,
 {
     let lt = LoopThread::start();
-    let (stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let mut framed = Framed::new(stream, codec);
     common::write_all(&mut peer, &packet);
     let first = block_on(framed.next()).unwrap().unwrap();
@@ -511,7 +499,7 @@ where
     C: Decoder + Encoder<Bytes>,
 {
     let lt = LoopThread::start();
-    let (stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let reader = thread::spawn(move || common::read_to_end(&mut peer));
     let mut framed = Framed::new(stream, codec);
     block_on(async {
@@ -913,7 +901,7 @@ fn framed_bad_input<C>(
 {
     let lt = LoopThread::start();
     let mut witness = Witness::start(&lt.handle);
-    let (stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let socket = stream.socket().clone();
     let mut framed = Framed::new(stream, codec);
     framed.set_limit_policy(policy);
@@ -1048,7 +1036,7 @@ fn flood_options() -> TcpOptions {
 fn framed_line_flood_is_bounded_and_closed() {
     let lt = LoopThread::start();
     let mut witness = Witness::start(&lt.handle);
-    let (stream, mut peer) = connect(&lt.handle, flood_options());
+    let (stream, mut peer) = connect_stream(&lt.handle, flood_options());
     let socket = stream.socket().clone();
     let mut framed = Framed::new(stream, LinesCodec::lf(FLOOD_MAX_LINE));
     let flood = thread::spawn(move || {
@@ -1094,7 +1082,7 @@ fn framed_line_flood_is_bounded_and_closed() {
 fn framed_line_flood_with_pause_policy_blocks_the_sender() {
     let lt = LoopThread::start();
     let mut witness = Witness::start(&lt.handle);
-    let (stream, mut peer) = connect(&lt.handle, flood_options());
+    let (stream, mut peer) = connect_stream(&lt.handle, flood_options());
     let socket = stream.socket().clone();
     let mut framed = Framed::new(stream, LinesCodec::lf(FLOOD_MAX_LINE));
     framed.set_limit_policy(LimitPolicy::Pause);

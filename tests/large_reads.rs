@@ -11,28 +11,34 @@
 
 mod common;
 
+use common::connect_stream;
+
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::pin::pin;
 use std::time::Duration;
 
 use common::{assert_same, block_on, LoopThread};
-use evstream::{AsyncIoStream, LoopHandle, TcpOptions};
+use evstream::{AsyncIoStream, TcpOptions};
 use futures_lite::future::poll_once;
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt};
 
-/// Connects a stream on `handle`'s loop to a std peer it returns.
-fn connect(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStream, TcpStream) {
-    let (listener, addr) = common::std_listener();
-    let stream = block_on(AsyncIoStream::connect_with(
-        handle,
-        "127.0.0.1",
-        addr.port(),
-        options,
-    ))
-    .expect("connect_with");
-    let peer = common::accept(&listener);
-    (stream, peer)
+/// Reads once into `buf`, with the read already waiting when `peer` writes
+/// `data`: the read is there for the readable edge the bytes raise.
+fn read_while_peer_writes(
+    stream: &mut AsyncIoStream,
+    peer: &mut TcpStream,
+    data: &[u8],
+    buf: &mut [u8],
+) -> usize {
+    block_on(async {
+        let mut read = pin!(stream.read(buf));
+        // Nothing sent yet: the reader waits.
+        assert!(poll_once(read.as_mut()).await.is_none());
+        peer.write_all(data).expect("peer writes");
+        read.await
+    })
+    .expect("read while the peer writes")
 }
 
 /// A read that fills its 64 KiB buffer leaves the rest; a reader of another
@@ -41,18 +47,11 @@ fn connect(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStream, TcpStrea
 #[test]
 fn bytes_a_large_read_left_reach_a_fill_buf_reader() {
     let lt = LoopThread::start();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (mut stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let data = common::random_data(1, 80 * 1024);
 
     let mut first = vec![0u8; 64 * 1024];
-    let n = block_on(async {
-        let mut read = pin!(stream.read(&mut first));
-        // Nothing sent yet: the reader waits, with its large buffer.
-        assert!(poll_once(read.as_mut()).await.is_none());
-        peer.write_all(&data).expect("peer writes");
-        read.await
-    })
-    .expect("large read");
+    let n = read_while_peer_writes(&mut stream, &mut peer, &data, &mut first);
     assert!(n > 0);
 
     let mut got = first[..n].to_vec();
@@ -75,18 +74,12 @@ fn bytes_a_large_read_left_reach_a_fill_buf_reader() {
 #[test]
 fn bytes_a_large_read_left_reach_read_until() {
     let lt = LoopThread::start();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (mut stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let mut data = vec![b'a'; 64 * 1024 + 100];
     data.extend_from_slice(b"\nrest");
 
     let mut first = vec![0u8; 64 * 1024];
-    let n = block_on(async {
-        let mut read = pin!(stream.read(&mut first));
-        assert!(poll_once(read.as_mut()).await.is_none());
-        peer.write_all(&data).expect("peer writes");
-        read.await
-    })
-    .expect("large read");
+    let n = read_while_peer_writes(&mut stream, &mut peer, &data, &mut first);
     let line = block_on(stream.read_until(b"\n", 1 << 20)).expect("read_until");
     let mut got = first[..n].to_vec();
     got.extend_from_slice(&line);
@@ -98,7 +91,7 @@ fn bytes_a_large_read_left_reach_read_until() {
 #[test]
 fn mixed_read_sizes_keep_every_byte_in_order() {
     let lt = LoopThread::start();
-    let (mut stream, peer) = connect(&lt.handle, TcpOptions::new());
+    let (mut stream, peer) = connect_stream(&lt.handle, TcpOptions::new());
     let data = common::random_data(2, 8 << 20);
     let sent = data.clone();
     let writer = std::thread::spawn(move || {
@@ -139,7 +132,7 @@ fn mixed_read_sizes_keep_every_byte_in_order() {
 #[test]
 fn eof_reaches_a_large_reader_after_every_byte() {
     let lt = LoopThread::start();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (mut stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let data = common::random_data(3, 300 * 1024);
     let mut got = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -168,15 +161,10 @@ fn eof_reaches_a_large_reader_after_every_byte() {
 #[test]
 fn reset_reaches_a_large_reader() {
     let lt = LoopThread::start();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new());
+    let (mut stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
     let mut buf = vec![0u8; 64 * 1024];
-    block_on(async {
-        let mut read = pin!(stream.read(&mut buf));
-        assert!(poll_once(read.as_mut()).await.is_none());
-        peer.write_all(b"before the reset").expect("peer writes");
-        let n = read.await.expect("read before the reset");
-        assert_eq!(&buf[..n], b"before the reset");
-    });
+    let n = read_while_peer_writes(&mut stream, &mut peer, b"before the reset", &mut buf);
+    assert_eq!(&buf[..n], b"before the reset");
     common::reset(peer);
     let err = block_on(stream.read(&mut buf)).expect_err("reset");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
@@ -189,7 +177,7 @@ fn reset_reaches_a_large_reader() {
 fn read_timeout_reaches_a_large_reader() {
     let lt = LoopThread::start();
     let options = TcpOptions::new().read_timeout(Duration::from_millis(200));
-    let (mut stream, mut peer) = connect(&lt.handle, options);
+    let (mut stream, mut peer) = connect_stream(&lt.handle, options);
     let mut buf = vec![0u8; 64 * 1024];
     // Bytes first, read in full: progress, then silence.
     peer.write_all(b"some bytes").expect("peer writes");

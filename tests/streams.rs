@@ -9,12 +9,14 @@
 
 mod common;
 
+use common::connect_stream;
+
 use common::{assert_same, block_on};
 
 use std::collections::HashSet;
 use std::future::{poll_fn, Future};
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -24,7 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{LoopThread, WAIT};
-use evstream::{AsyncIoStream, Error, Event, Limit, LoopHandle, TcpOptions, TimeoutKind};
+use evstream::{AsyncIoStream, Error, Event, Limit, TcpOptions, TimeoutKind};
 use futures_lite::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
 };
@@ -48,20 +50,6 @@ impl Wake for ChannelWake {
 fn channel_waker() -> (Waker, Receiver<()>) {
     let (tx, rx) = common::channel();
     (Waker::from(Arc::new(ChannelWake(Mutex::new(tx)))), rx)
-}
-
-/// Connects a stream on `handle`'s loop to a std peer it returns.
-fn connect(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStream, TcpStream) {
-    let (listener, addr) = common::std_listener();
-    let stream = block_on(AsyncIoStream::connect_with(
-        handle,
-        "127.0.0.1",
-        addr.port(),
-        options,
-    ))
-    .expect("connect_with");
-    let peer = common::accept(&listener);
-    (stream, peer)
 }
 
 /// What `observed` options report from the loop thread.
@@ -217,7 +205,7 @@ fn chunks_of<'a>(data: &'a [u8], lengths: &[usize]) -> Vec<&'a [u8]> {
 fn std_read_would_block_when_empty_and_zero_only_at_eof() {
     let lt = LoopThread::start();
     let (options, signals) = observed(TcpOptions::new());
-    let (mut stream, mut peer) = connect(&lt.handle, options);
+    let (mut stream, mut peer) = connect_stream(&lt.handle, options);
     let mut buf = [0u8; 64];
 
     assert_kind(
@@ -266,7 +254,7 @@ fn std_read_would_block_when_empty_and_zero_only_at_eof() {
 #[test]
 fn pending_read_and_fill_buf_are_woken_when_data_arrives() {
     let lt = LoopThread::start();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (mut stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let (waker, woken) = channel_waker();
     let mut cx = Context::from_waker(&waker);
     let mut buf = [0u8; 16];
@@ -303,7 +291,7 @@ fn pending_read_and_fill_buf_are_woken_when_data_arrives() {
 #[test]
 fn pending_read_is_woken_by_eof() {
     let lt = LoopThread::start();
-    let (mut stream, peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (mut stream, peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let (waker, woken) = channel_waker();
     let mut cx = Context::from_waker(&waker);
     let mut buf = [0u8; 16];
@@ -325,7 +313,7 @@ fn pending_read_is_woken_by_eof() {
 #[test]
 fn pending_read_is_woken_by_reset_and_reports_it() {
     let lt = LoopThread::start();
-    let (mut stream, peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (mut stream, peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let (waker, woken) = channel_waker();
     let mut cx = Context::from_waker(&waker);
     let mut buf = [0u8; 16];
@@ -351,7 +339,7 @@ fn pending_read_is_woken_by_reset_and_reports_it() {
 #[test]
 fn fill_buf_lends_the_front_chunk_without_copying() {
     let lt = LoopThread::start();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (mut stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let data = common::random_data(3, 256 * KIB);
     common::write_all(&mut peer, &data);
     peer.shutdown(Shutdown::Write).unwrap();
@@ -404,7 +392,7 @@ fn fill_buf_lends_the_front_chunk_without_copying() {
 fn dropping_a_stream_with_a_lent_chunk_gives_the_bytes_back() {
     let lt = LoopThread::start();
     let (options, signals) = observed(TcpOptions::new());
-    let (mut stream, mut peer) = connect(&lt.handle, options);
+    let (mut stream, mut peer) = connect_stream(&lt.handle, options);
     let data = common::random_data(13, 100 * KIB);
     common::write_all(&mut peer, &data);
     wait_available(&stream, &signals, data.len());
@@ -451,7 +439,7 @@ fn read_callback_taking_one_byte_per_call_gets_every_byte() {
                 let _ = done_tx.send(Ok(()));
             }
         });
-    let (stream, mut peer) = connect(&lt.handle, options);
+    let (stream, mut peer) = connect_stream(&lt.handle, options);
     let sent = data.clone();
     let writer = thread::spawn(move || {
         for piece in sent.chunks(1000) {
@@ -483,7 +471,7 @@ fn split_halves_full_duplex_then_reunite_mid_stream() {
     // Not a multiple of any block size, so the halves stop mid-chunk.
     const HALF: usize = 32 * MIB + 12_345;
     let lt = LoopThread::start();
-    let (stream, peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (stream, peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let ours = Arc::new(common::random_data(21, TOTAL));
     let theirs = Arc::new(common::random_data(22, TOTAL));
 
@@ -593,8 +581,8 @@ fn split_halves_full_duplex_then_reunite_mid_stream() {
 #[test]
 fn reunite_refuses_halves_of_different_connections() {
     let lt = LoopThread::start();
-    let (a, _peer_a) = connect(&lt.handle, TcpOptions::new().stream(true));
-    let (b, _peer_b) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (a, _peer_a) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
+    let (b, _peer_b) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let (a_in, _a_out) = a.into_split();
     let (_b_in, b_out) = b.into_split();
     let a_socket = a_in.socket().clone();
@@ -616,7 +604,7 @@ fn reunite_refuses_halves_of_different_connections() {
 #[test]
 fn write_backpressure_at_the_high_watermark() {
     let lt = LoopThread::start();
-    let (mut stream, peer) = connect(&lt.handle, TcpOptions::new().write_watermarks(0, MIB));
+    let (mut stream, peer) = connect_stream(&lt.handle, TcpOptions::new().write_watermarks(0, MIB));
     let data = Arc::new(common::random_data(5, 64 * MIB));
 
     let mut at = 0;
@@ -684,7 +672,7 @@ fn write_backpressure_at_the_high_watermark() {
 #[test]
 fn poll_close_flushes_sends_fin_and_keeps_reading() {
     let lt = LoopThread::start();
-    let (mut stream, peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (mut stream, peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let data = common::random_data(6, 3 * MIB);
     let mut peer_tx = peer.try_clone().unwrap();
     let mut peer_rx = peer;
@@ -770,7 +758,7 @@ fn callback_task_and_blocking_thread_share_one_connection() {
             }
         }
     });
-    let (stream, peer) = connect(&lt.handle, options);
+    let (stream, peer) = connect_stream(&lt.handle, options);
 
     let mut peer_tx = peer.try_clone().unwrap();
     let (data, flags) = (from_peer.clone(), got_some.clone());
@@ -928,7 +916,7 @@ fn blocking_read_on_the_loop_thread_fails_instead_of_deadlocking() {
         }
         let _ = cb_tx.send((got, end));
     });
-    let (stream, mut peer) = connect(&lt.handle, options);
+    let (stream, mut peer) = connect_stream(&lt.handle, options);
 
     let (tx, result) = common::channel();
     let socket = stream.socket().clone();
@@ -964,7 +952,7 @@ fn blocking_read_on_the_loop_thread_fails_instead_of_deadlocking() {
 #[test]
 fn blocking_read_timeout_is_timed_out() {
     let lt = LoopThread::start();
-    let (stream, mut peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let mut blocking = stream.blocking();
     blocking.set_read_timeout(Some(Duration::from_millis(300)));
     let start = Instant::now();
@@ -993,7 +981,7 @@ fn blocking_read_timeout_is_timed_out() {
 #[test]
 fn read_until_close_returns_everything_at_eof() {
     let lt = LoopThread::start();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (mut stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let data = Arc::new(common::random_data(7, 8 * MIB));
     let sent = data.clone();
     let sender = thread::spawn(move || {
@@ -1011,7 +999,7 @@ fn read_until_close_returns_everything_at_eof() {
 #[test]
 fn read_until_close_cb_fires_on_the_loop_thread_with_everything() {
     let lt = LoopThread::start();
-    let (stream, mut peer) = connect(&lt.handle, TcpOptions::new().stream(true));
+    let (stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
     let data = Arc::new(common::random_data(9, 8 * MIB));
     let (tx, rx) = common::channel();
     let handle = lt.handle.clone();
@@ -1038,7 +1026,8 @@ fn read_until_close_cb_fires_on_the_loop_thread_with_everything() {
 fn read_until_close_over_the_limit_gives_the_bytes_back() {
     const LIMIT: usize = 64 * KIB;
     let lt = LoopThread::start();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new().max_buffer_size(LIMIT));
+    let (mut stream, mut peer) =
+        connect_stream(&lt.handle, TcpOptions::new().max_buffer_size(LIMIT));
     let data = Arc::new(common::random_data(8, 256 * KIB));
     let sent = data.clone();
     let sender = thread::spawn(move || {
@@ -1072,7 +1061,7 @@ fn read_until_close_over_the_limit_gives_the_bytes_back() {
 fn read_until_close_is_cancel_safe() {
     let lt = LoopThread::start();
     let (options, signals) = observed(TcpOptions::new());
-    let (mut stream, mut peer) = connect(&lt.handle, options);
+    let (mut stream, mut peer) = connect_stream(&lt.handle, options);
     let data = common::random_data(10, 1000 * KIB);
     let (first, rest) = data.split_at(300 * KIB);
     common::write_all(&mut peer, first);
@@ -1122,7 +1111,8 @@ fn read_timeout_reaches_pending_stream_reads() {
     let timeout = Duration::from_millis(300);
     let lt = LoopThread::start();
     let start = Instant::now();
-    let (mut stream, mut peer) = connect(&lt.handle, TcpOptions::new().read_timeout(timeout));
+    let (mut stream, mut peer) =
+        connect_stream(&lt.handle, TcpOptions::new().read_timeout(timeout));
     let mut buf = [0u8; 8];
     let err = block_on(AsyncReadExt::read(&mut stream, &mut buf)).expect_err("timeout");
     assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");

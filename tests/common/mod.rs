@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use evstream::{Event, EventLoop, LoopHandle, Socket};
+use evstream::{AsyncIoStream, Event, EventLoop, LoopHandle, Socket, TcpOptions};
 
 /// The bound on every wait in the tests: generous, so a loaded machine does
 /// not fail them, yet finite, so a broken rule fails instead of hanging.
@@ -213,4 +213,19 @@ pub fn block_on_within<F: std::future::Future>(future: F, limit: Duration) -> F:
         assert!(!left.is_zero(), "future not done within {limit:?}");
         std::thread::park_timeout(left);
     }
+}
+
+/// Connects a stream with `options` on `handle`'s loop to a blocking std
+/// peer, which it returns too.
+pub fn connect_stream(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStream, TcpStream) {
+    let (listener, addr) = std_listener();
+    let stream = block_on(AsyncIoStream::connect_with(
+        handle,
+        "127.0.0.1",
+        addr.port(),
+        options,
+    ))
+    .expect("connect_with");
+    let peer = accept(&listener);
+    (stream, peer)
 }
