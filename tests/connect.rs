@@ -456,3 +456,42 @@ fn closed_server_refuses_new_connections_and_existing_ones_go_on() {
     server.close(); // idempotent
     echo_round(&mut existing, 83);
 }
+
+/// Both ends know both addresses, whether the server listens on one address
+/// (its accepted sockets take theirs from it and the peer's from `accept`)
+/// or on the wildcard address (the kernel is asked); the client takes the
+/// peer's from the address it connected to.
+#[test]
+fn both_ends_report_both_addresses() {
+    for bind in ["127.0.0.1:0", "0.0.0.0:0"] {
+        let lt = LoopThread::start();
+        let (accepted_tx, accepted) = common::channel();
+        let server = TcpServer::bind(
+            &lt.handle,
+            bind,
+            ServerOptions::new().connection(TcpOptions::new().connect_cb(move |s| {
+                let _ = accepted_tx.send((s.local_addr(), s.peer_addr()));
+            })),
+        )
+        .expect("bind");
+        let port = server.local_addr().port();
+        let (event_cb, events) = common::event_channel();
+        let client = tcp_connect(
+            &lt.handle,
+            "127.0.0.1",
+            port,
+            TcpOptions::new().event_cb(event_cb),
+        )
+        .expect("tcp_connect");
+        wait_connected(&events);
+        let (server_local, server_peer) = common::recv(&accepted, "accepted");
+        let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        assert_eq!(client.peer_addr(), Some(target), "{bind}");
+        assert_eq!(server_local, Some(target), "{bind}");
+        let client_local = client.local_addr().expect("client local address");
+        assert_eq!(client_local.ip(), target.ip(), "{bind}");
+        assert_ne!(client_local.port(), 0, "{bind}");
+        assert_eq!(server_peer, Some(client_local), "{bind}");
+        server.close();
+    }
+}

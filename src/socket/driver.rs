@@ -45,8 +45,14 @@ pub(crate) enum Target {
     Resolving,
     /// A Unix domain socket path.
     Unix(PathBuf),
-    /// Accepted by a server: already connected.
-    Accepted(NetStream),
+    /// Accepted by a server: already connected. The addresses the server
+    /// already knows (the peer's from `accept`, its own when it listens on
+    /// one address) save asking the kernel.
+    Accepted {
+        stream: NetStream,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    },
 }
 
 enum Phase {
@@ -117,6 +123,12 @@ impl ReadBlock {
             done.push(self.block.split().freeze());
         }
     }
+}
+
+/// Addresses of a new connection that are known without asking the kernel.
+struct Known {
+    peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
 }
 
 /// What one pass over the socket produced, to be reported in order once the
@@ -229,7 +241,11 @@ impl Driver {
 
     fn start(&mut self, core: &mut Core, key: usize, target: Target) {
         match target {
-            Target::Accepted(stream) => {
+            Target::Accepted {
+                stream,
+                peer,
+                local,
+            } => {
                 if self.conn.config.nodelay {
                     // Best effort: a socket that refuses it still works.
                     let _ = stream.set_nodelay(true);
@@ -237,7 +253,7 @@ impl Driver {
                 match Registration::new(core.poller(), Arc::new(stream), key) {
                     Ok(registration) => {
                         self.registration = Some(registration);
-                        self.open(core, key);
+                        self.open(core, key, Known { peer, local });
                     }
                     Err(err) => self.fail(Error::from(err)),
                 }
@@ -319,13 +335,24 @@ impl Driver {
 
     /// Called on readiness while connecting: finishes the attempt or moves
     /// on to the next address.
-    fn check_connect(&mut self, core: &mut Core, key: usize) {
+    fn check_connect(&mut self, core: &mut Core, key: usize, writable: bool) {
         let Some(registration) = &self.registration else {
             return;
+        };
+        // The TCP address being tried (none for a Unix socket).
+        let peer = match &self.phase {
+            Phase::Connecting { addrs, next, .. } => {
+                next.checked_sub(1).and_then(|i| addrs.get(i).copied())
+            }
+            _ => None,
         };
         let stream = registration.source();
         let failure = match stream.take_error() {
             Ok(Some(err)) | Err(err) => Some(err),
+            // A connecting TCP socket turns writable only once the connect
+            // has finished, and a failed one has its error pending: so
+            // writable without an error is connected (no `getpeername`).
+            Ok(None) if writable && peer.is_some() => None,
             Ok(None) => match stream.check_connected() {
                 Ok(()) => None,
                 // Not connected yet: a spurious wake-up.
@@ -334,7 +361,7 @@ impl Driver {
             },
         };
         match failure {
-            None => self.open(core, key),
+            None => self.open(core, key, Known { peer, local: None }),
             Some(err) => {
                 if let Phase::Connecting { last_error, .. } = &mut self.phase {
                     *last_error = Some(Error::from(err));
@@ -345,12 +372,12 @@ impl Driver {
     }
 
     /// The socket is connected: publish it and send what was queued.
-    fn open(&mut self, core: &mut Core, key: usize) {
+    fn open(&mut self, core: &mut Core, key: usize, known: Known) {
         let Some(registration) = &self.registration else {
             return;
         };
         let stream = registration.source().clone();
-        if let Some(addrs) = stream.tcp_addrs() {
+        if let Some(addrs) = stream.tcp_addrs(known.local, known.peer) {
             let _ = self.conn.addrs.set(addrs);
         }
         if let Some(paths) = stream.unix_paths() {
@@ -1067,9 +1094,7 @@ fn invoke<F: ?Sized>(cb: &super::Shared<F>, call: impl FnOnce(&mut F)) -> Result
 /// Creates a non-blocking socket and starts connecting it to `addr`.
 fn connect_nonblocking(addr: SocketAddr, config: &super::Config) -> io::Result<NetStream> {
     use socket2::{Domain, Protocol, Type};
-    let socket =
-        socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
+    let socket = new_nonblocking_socket(Domain::for_address(addr), Type::STREAM, Protocol::TCP)?;
     if config.nodelay {
         socket.set_tcp_nodelay(true)?;
     }
@@ -1084,6 +1109,28 @@ fn connect_nonblocking(addr: SocketAddr, config: &super::Config) -> io::Result<N
         Err(err) => return Err(err),
     }
     Ok(NetStream::Tcp(socket.into()))
+}
+
+/// A socket that is non-blocking from the start (`SOCK_NONBLOCK`: one
+/// system call, where setting the flag afterwards takes two more).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn new_nonblocking_socket(
+    domain: socket2::Domain,
+    kind: socket2::Type,
+    protocol: socket2::Protocol,
+) -> io::Result<socket2::Socket> {
+    socket2::Socket::new(domain, kind.nonblocking(), Some(protocol))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn new_nonblocking_socket(
+    domain: socket2::Domain,
+    kind: socket2::Type,
+    protocol: socket2::Protocol,
+) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(domain, kind, Some(protocol))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 /// Creates a non-blocking Unix domain socket and starts connecting it.
@@ -1109,7 +1156,7 @@ impl Source for Driver {
         self.read_closed_seen |= ready.read_closed;
         match self.phase {
             Phase::Connecting { .. } => {
-                self.check_connect(core, key);
+                self.check_connect(core, key, ready.writable);
                 // Bytes may have arrived with the connect completion, and
                 // that edge will not come again.
                 if ready.readable && matches!(self.phase, Phase::Open) {

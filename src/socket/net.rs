@@ -31,10 +31,25 @@ impl NetStream {
         }
     }
 
-    /// (local, peer) for TCP; Unix sockets have no IP addresses.
-    pub(crate) fn tcp_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
+    /// (local, peer) for TCP, asking the kernel only for what the caller
+    /// does not already know; Unix sockets have no IP addresses.
+    pub(crate) fn tcp_addrs(
+        &self,
+        local: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
+    ) -> Option<(SocketAddr, SocketAddr)> {
         match self {
-            NetStream::Tcp(s) => Some((s.local_addr().ok()?, s.peer_addr().ok()?)),
+            NetStream::Tcp(s) => {
+                let local = match local {
+                    Some(addr) => addr,
+                    None => s.local_addr().ok()?,
+                };
+                let peer = match peer {
+                    Some(addr) => addr,
+                    None => s.peer_addr().ok()?,
+                };
+                Some((local, peer))
+            }
             NetStream::Unix(_) => None,
         }
     }
@@ -114,10 +129,39 @@ pub(crate) enum NetListener {
 }
 
 impl NetListener {
-    pub(crate) fn accept(&self) -> io::Result<NetStream> {
+    /// Accepts a connection, already non-blocking, with the peer's address
+    /// when it is TCP.
+    pub(crate) fn accept(&self) -> io::Result<(NetStream, Option<SocketAddr>)> {
         match self {
-            NetListener::Tcp(l) => l.accept().map(|(s, _)| NetStream::Tcp(s)),
-            NetListener::Unix(l) => l.accept().map(|(s, _)| NetStream::Unix(s)),
+            NetListener::Tcp(l) => accept_tcp(l),
+            NetListener::Unix(l) => loop {
+                let (stream, _) = l.accept()?;
+                // One that cannot be made non-blocking is dropped.
+                if stream.set_nonblocking(true).is_ok() {
+                    return Ok((NetStream::Unix(stream), None));
+                }
+            },
+        }
+    }
+}
+
+/// `accept4` with `SOCK_NONBLOCK`: one system call where `accept` and
+/// `set_nonblocking` make two, and the peer's address comes with it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn accept_tcp(listener: &TcpListener) -> io::Result<(NetStream, Option<SocketAddr>)> {
+    use rustix::net::{acceptfrom_with, SocketFlags};
+    let (fd, peer) = acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    let peer = peer.and_then(|addr| SocketAddr::try_from(addr).ok());
+    Ok((NetStream::Tcp(TcpStream::from(fd)), peer))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn accept_tcp(listener: &TcpListener) -> io::Result<(NetStream, Option<SocketAddr>)> {
+    loop {
+        let (stream, peer) = listener.accept()?;
+        // One that cannot be made non-blocking is dropped.
+        if stream.set_nonblocking(true).is_ok() {
+            return Ok((NetStream::Tcp(stream), Some(peer)));
         }
     }
 }
@@ -127,15 +171,6 @@ impl AsFd for NetListener {
         match self {
             NetListener::Tcp(l) => l.as_fd(),
             NetListener::Unix(l) => l.as_fd(),
-        }
-    }
-}
-
-impl NetStream {
-    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        match self {
-            NetStream::Tcp(s) => s.set_nonblocking(nonblocking),
-            NetStream::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
 }

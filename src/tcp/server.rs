@@ -390,10 +390,7 @@ impl Acceptor {
     fn accept_all(&mut self, core: &mut Core, key: usize) {
         loop {
             match self.registration.source().accept() {
-                Ok(stream) => {
-                    if stream.set_nonblocking(true).is_err() {
-                        continue;
-                    }
+                Ok((stream, peer)) => {
                     let conn = Conn::new(
                         self.shared.handle.clone(),
                         self.config.clone(),
@@ -402,7 +399,18 @@ impl Acceptor {
                         None,
                     );
                     *crate::event_loop::lock(&conn.owner) = Some(self.shared.clone());
-                    Driver::spawn(core, conn, self.callbacks.clone(), Target::Accepted(stream));
+                    // A server on one address is every connection's local
+                    // address; one on a wildcard address must ask.
+                    let local = self
+                        .shared
+                        .local_addr
+                        .filter(|addr| !addr.ip().is_unspecified());
+                    let target = Target::Accepted {
+                        stream,
+                        peer,
+                        local,
+                    };
+                    Driver::spawn(core, conn, self.callbacks.clone(), target);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err)
