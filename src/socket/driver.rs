@@ -455,6 +455,9 @@ impl Driver {
             }
             let after = out.buf.len();
             out.awaiting_writable = after > 0;
+            if after == 0 {
+                self.conn.output_pending.store(false, Ordering::SeqCst);
+            }
             let mut changed = after < before;
             if changed {
                 // Progress: a timeout nobody saw no longer applies.
@@ -1164,7 +1167,10 @@ impl Source for Driver {
                 }
             }
             Phase::Open | Phase::Lingering => {
-                if ready.writable {
+                // Events carry the whole readiness mask, so nearly every
+                // readable event is writable too: flush only if something
+                // may be waiting for the kernel.
+                if ready.writable && self.conn.output_pending.load(Ordering::SeqCst) {
                     self.flush(core);
                 }
                 if ready.readable {

@@ -277,6 +277,11 @@ pub(crate) struct Conn {
     /// Set by `close`/`abort` and when the loop releases the socket.
     closed: AtomicBool,
     user_paused: AtomicBool,
+    /// False only when the output buffer is empty and the kernel has refused
+    /// no byte since: the loop then skips its flush (and the output lock) on
+    /// a writable event. Set under the output lock *before* a direct write's
+    /// system call, so a writable edge that write causes always finds it set.
+    pub(crate) output_pending: AtomicBool,
     timeouts: Mutex<(Option<Duration>, Option<Duration>)>,
     resolved: Mutex<Option<Result<Vec<SocketAddr>>>>,
     user_data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
@@ -335,6 +340,7 @@ impl Conn {
             connected: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             user_paused: AtomicBool::new(false),
+            output_pending: AtomicBool::new(false),
             timeouts: Mutex::new(timeouts),
             resolved: Mutex::new(None),
             user_data: Mutex::new(None),
@@ -474,6 +480,7 @@ impl Conn {
         }
         let mut written = 0;
         let mut result = Ok(());
+        self.output_pending.store(true, Ordering::SeqCst);
         if let Some(stream) = out.idle_stream() {
             while written < data.len() {
                 match (&*stream).write(&data[written..]) {
@@ -517,7 +524,16 @@ impl Conn {
             }
             requests |= self.queued_requests(out);
         }
+        self.settle_output_pending(out);
         (result, requests)
+    }
+
+    /// Clears `output_pending` when nothing is queued or awaiting the
+    /// kernel (under the output lock).
+    fn settle_output_pending(&self, out: &Output) {
+        if out.buf.is_empty() && !out.awaiting_writable {
+            self.output_pending.store(false, Ordering::SeqCst);
+        }
     }
 
     /// `Ready` once the output is below the write high watermark, so a
@@ -558,6 +574,7 @@ impl Conn {
             let mut out = lock(&self.output);
             self.check_room(&out, data.len())?;
             out.accepted += data.len() as u64;
+            self.output_pending.store(true, Ordering::SeqCst);
             if let Some(stream) = out.idle_stream() {
                 while !data.is_empty() {
                     let mut slices = [io::IoSlice::new(&[]); 64];
@@ -595,6 +612,7 @@ impl Conn {
                 out.buf.append(&mut data);
                 requests |= self.queued_requests(&mut out);
             }
+            self.settle_output_pending(&out);
         }
         if requests != 0 {
             self.request(requests);

@@ -158,6 +158,8 @@ fn start(
     );
     if let Some(data) = data {
         lock(&conn.output).buf.push(data);
+        conn.output_pending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
     // The user's handle must exist before the loop can see the connection:
     // otherwise a handle the loop makes and drops for a callback could be
