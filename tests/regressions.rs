@@ -562,3 +562,75 @@ fn kernel_timed_out_is_a_network_timeout() {
     );
     assert_eq!(std::io::Error::from(err).kind(), ErrorKind::TimedOut);
 }
+
+/// Review of the lazy per-turn clock: the poll timeout was computed from the
+/// clock as read before the turn's callbacks ran, so a timer that fell due
+/// during a slow callback was still waited for, up to its whole delay. Here
+/// a 1 s timer falls due during a 1.5 s callback (the sleep is simulated
+/// work on the loop thread, not synchronisation) and must fire as soon as
+/// the callback returns; with the bug it fired about 1 s later.
+#[test]
+fn timer_due_during_a_slow_callback_fires_right_after_it() {
+    let lt = LoopThread::start();
+    let (tx, rx) = channel();
+    let handle = lt.handle.clone();
+    // Scheduled from the loop thread: a delay posted from another thread
+    // signals the loop's wake-up, which would end the wait by accident.
+    lt.handle.delay(Duration::ZERO, move || {
+        let end = tx.clone();
+        handle.delay(Duration::ZERO, move || {
+            thread::sleep(Duration::from_millis(1500));
+            let _ = end.send(("slow callback ended", Instant::now()));
+        });
+        handle.delay(Duration::from_secs(1), move || {
+            let _ = tx.send(("timer fired", Instant::now()));
+        });
+    });
+    let (first, slow_end) = recv(&rx, "the slow callback");
+    let (second, fired) = recv(&rx, "the 1 s timer");
+    assert_eq!((first, second), ("slow callback ended", "timer fired"));
+    let late = fired.saturating_duration_since(slow_end);
+    assert!(
+        late < Duration::from_millis(500),
+        "a timer overdue when the slow callback ended fired {late:?} after it"
+    );
+}
+
+/// The same for a connection's read timeout (rule 9): due during a slow
+/// callback, it is reported as soon as the callback returns.
+#[test]
+fn read_timeout_due_during_a_slow_callback_is_not_delayed() {
+    let lt = LoopThread::start();
+    let (listener, addr) = std_listener();
+    let (mut forward, events) = event_channel();
+    let (tx, rx) = channel();
+    let handle = lt.handle.clone();
+    let _socket = evstream::tcp_connect_addr(
+        &lt.handle,
+        addr,
+        TcpOptions::new()
+            .read_timeout(Duration::from_secs(1))
+            .event_cb(move |socket, event| {
+                if matches!(event, Event::Connected) {
+                    let tx = tx.clone();
+                    handle.delay(Duration::ZERO, move || {
+                        thread::sleep(Duration::from_millis(1500));
+                        let _ = tx.send(Instant::now());
+                    });
+                }
+                forward(socket, event);
+            }),
+    )
+    .expect("connect");
+    let _peer = accept(&listener);
+    common::wait_event(&events, "Connected", |e| matches!(e, Event::Connected));
+    let slow_end = recv(&rx, "the slow callback");
+    common::wait_event(&events, "read timeout", |e| {
+        matches!(e, Event::Timeout(Direction::Read))
+    });
+    let late = Instant::now().saturating_duration_since(slow_end);
+    assert!(
+        late < Duration::from_millis(500),
+        "a read timeout overdue when the slow callback ended came {late:?} after it"
+    );
+}

@@ -529,10 +529,11 @@ impl Core {
         let timeout = if must_not_sleep() || self.has_queued_work() || self.is_idle() {
             Some(Duration::ZERO)
         } else {
-            // The clock as read for this turn's timers: one read per turn.
+            // A fresh reading, not this turn's cached one: the callbacks run
+            // since may have taken long enough for a timer to fall due.
             self.timers
                 .next_deadline()
-                .map(|deadline| deadline.saturating_duration_since(self.now()))
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
         };
         self.shared.poller.wait(&mut self.events, timeout)?;
         self.now.set(None);
