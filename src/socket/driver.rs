@@ -125,6 +125,81 @@ impl ReadBlock {
     }
 }
 
+/// One direction's idle timeout: it counts only while that direction waits
+/// (for bytes to read, or for queued output to go), and any progress
+/// restarts it. Its heap timer is never cancelled: when it fires, `fire`
+/// re-checks the deadline from `last`.
+struct IdleTimer {
+    timeout: Option<Duration>,
+    /// The last progress, or when waiting began. Kept current only when
+    /// something looks at it (a timeout, or a caller's `record`), so the
+    /// hot path reads no clock otherwise.
+    last: Instant,
+    waiting: bool,
+    armed: bool,
+    timed_out: bool,
+}
+
+impl IdleTimer {
+    fn new(timeout: Option<Duration>, now: Instant) -> Self {
+        IdleTimer {
+            timeout,
+            last: now,
+            waiting: false,
+            armed: false,
+            timed_out: false,
+        }
+    }
+
+    /// New timeout (`set_timeouts`), counted from `now`. Disarming makes
+    /// `update` arm a timer at the new deadline (a shorter timeout must not
+    /// wait for the old timer).
+    fn set(&mut self, timeout: Option<Duration>, now: Instant) {
+        self.timeout = timeout;
+        self.last = now;
+        self.armed = false;
+        self.timed_out = false;
+    }
+
+    /// Bytes moved: the count restarts; `record` keeps the time even
+    /// without a timeout.
+    fn progress(&mut self, core: &Core, record: bool) {
+        if self.timeout.is_some() || record {
+            self.last = core.now();
+        }
+        self.timed_out = false;
+    }
+
+    /// Notes whether the direction waits now, and arms a timer if it does
+    /// and none is pending.
+    fn update(&mut self, core: &mut Core, key: usize, token: u64, waiting: bool) {
+        let Some(timeout) = self.timeout else {
+            self.waiting = waiting;
+            return;
+        };
+        if waiting && !self.waiting {
+            self.last = core.now();
+        }
+        self.waiting = waiting;
+        if waiting && !self.armed && !self.timed_out {
+            core.add_timer(self.last + timeout, key, token);
+            self.armed = true;
+        }
+    }
+
+    /// Its timer fired at `now`: whether the direction has timed out.
+    fn fire(&mut self, now: Instant) -> bool {
+        self.armed = false;
+        let due = self
+            .timeout
+            .is_some_and(|timeout| self.waiting && !self.timed_out && now >= self.last + timeout);
+        if due {
+            self.timed_out = true;
+        }
+        due
+    }
+}
+
 /// Addresses of a new connection that are known without asking the kernel.
 struct Known {
     peer: Option<SocketAddr>,
@@ -165,16 +240,9 @@ pub(crate) struct Driver {
     // The poller reported a hang-up: a short read is no longer proof that
     // the kernel has nothing more (a pending FIN raises no new edge).
     read_closed_seen: bool,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    last_read: Instant,
-    last_write: Instant,
-    read_was_waiting: bool,
-    write_was_waiting: bool,
-    read_timer_armed: bool,
-    write_timer_armed: bool,
-    read_timed_out: bool,
-    write_timed_out: bool,
+    read_idle: IdleTimer,
+    // Its `last` is also the linger's measure of output progress.
+    write_idle: IdleTimer,
     // Timers are never cancelled and slab keys are reused, so a timer may
     // belong to an earlier connection: these say whether one applies.
     connect_deadline: Option<Instant>,
@@ -210,16 +278,8 @@ impl Driver {
             read_more: false,
             renotify: false,
             read_closed_seen: false,
-            read_timeout,
-            write_timeout,
-            last_read: now,
-            last_write: now,
-            read_was_waiting: false,
-            write_was_waiting: false,
-            read_timer_armed: false,
-            write_timer_armed: false,
-            read_timed_out: false,
-            write_timed_out: false,
+            read_idle: IdleTimer::new(read_timeout, now),
+            write_idle: IdleTimer::new(write_timeout, now),
             connect_deadline: None,
             linger_deadline: None,
             pending_linger_rearm: None,
@@ -395,8 +455,8 @@ impl Driver {
         // Whoever waits for the connection (a connect future) goes on now.
         wake_all(wakers);
         self.phase = Phase::Open;
-        self.last_read = core.now();
-        self.last_write = core.now();
+        self.read_idle.last = core.now();
+        self.write_idle.last = core.now();
         self.outcome.connected = true;
         // A connection whose lifetime follows its handles, with no callback
         // to hand one out and no handle held (a server with no callbacks at
@@ -481,12 +541,8 @@ impl Driver {
         };
         wake_all(wakers);
         if after < before {
-            // Only timeouts and a closing connection's linger look at it:
-            // skip the clock otherwise.
-            if self.write_timeout.is_some() || self.closing {
-                self.last_write = core.now();
-            }
-            self.write_timed_out = false;
+            // A closing connection's linger measures progress too.
+            self.write_idle.progress(core, self.closing);
             // Any progress that ends at or below the low watermark: what
             // was queued may already have been below it (a partial direct
             // write), and a producer refilling from write_cb must hear of it.
@@ -571,11 +627,7 @@ impl Driver {
         }
         self.read_block.finish(&mut done);
         if total > 0 {
-            // Only the read timeout looks at it: skip the clock otherwise.
-            if self.read_timeout.is_some() {
-                self.last_read = core.now();
-            }
-            self.read_timed_out = false;
+            self.read_idle.progress(core, false);
         }
         if discard {
             done.clear();
@@ -666,7 +718,7 @@ impl Driver {
         self.read(core);
         // A peer that never reads must not hold the connection for ever.
         if !self.released && matches!(self.phase, Phase::Open) {
-            self.arm_linger_timer(core, key, self.last_write.max(core.now()));
+            self.arm_linger_timer(core, key, self.write_idle.last.max(core.now()));
         }
     }
 
@@ -702,14 +754,8 @@ impl Driver {
             // flags arms timers at the new deadlines (a shorter timeout must
             // not wait for the old timer); stale timers check their deadline.
             let (read, write) = *lock(&self.conn.timeouts);
-            self.read_timeout = read;
-            self.write_timeout = write;
-            self.read_timed_out = false;
-            self.write_timed_out = false;
-            self.read_timer_armed = false;
-            self.write_timer_armed = false;
-            self.last_read = core.now();
-            self.last_write = core.now();
+            self.read_idle.set(read, core.now());
+            self.write_idle.set(write, core.now());
         }
         // REQ_ARM_TIMERS needs nothing here: `settle` arms what applies.
         if bits & REQ_CLOSE != 0 && !self.closing {
@@ -750,49 +796,37 @@ impl Driver {
                     // no progress for the whole linger time (a peer that
                     // stopped reading); a slow reader keeps going.
                     Phase::Open => {
-                        if now >= self.last_write + self.conn.config.close_linger {
+                        if now >= self.write_idle.last + self.conn.config.close_linger {
                             self.release(None, true);
                         } else {
-                            self.pending_linger_rearm = Some(self.last_write);
+                            self.pending_linger_rearm = Some(self.write_idle.last);
                         }
                     }
                     _ => {}
                 }
             }
             TOKEN_READ => {
-                self.read_timer_armed = false;
-                if let Some(timeout) = self.read_timeout {
-                    if self.read_was_waiting
-                        && !self.read_timed_out
-                        && now >= self.last_read + timeout
-                    {
-                        self.read_timed_out = true;
-                        self.outcome.timeouts.push(Direction::Read);
-                        let wakers = {
-                            let mut input = lock(&self.conn.input);
-                            input.timed_out = true;
-                            input.take_wakers()
-                        };
-                        wake_all(wakers);
-                    }
+                let timed_out = self.read_idle.fire(now);
+                if timed_out {
+                    self.outcome.timeouts.push(Direction::Read);
+                    let wakers = {
+                        let mut input = lock(&self.conn.input);
+                        input.timed_out = true;
+                        input.take_wakers()
+                    };
+                    wake_all(wakers);
                 }
             }
             TOKEN_WRITE => {
-                self.write_timer_armed = false;
-                if let Some(timeout) = self.write_timeout {
-                    if self.write_was_waiting
-                        && !self.write_timed_out
-                        && now >= self.last_write + timeout
-                    {
-                        self.write_timed_out = true;
-                        self.outcome.timeouts.push(Direction::Write);
-                        let wakers = {
-                            let mut out = lock(&self.conn.output);
-                            out.timed_out = true;
-                            out.take_wakers()
-                        };
-                        wake_all(wakers);
-                    }
+                let timed_out = self.write_idle.fire(now);
+                if timed_out {
+                    self.outcome.timeouts.push(Direction::Write);
+                    let wakers = {
+                        let mut out = lock(&self.conn.output);
+                        out.timed_out = true;
+                        out.take_wakers()
+                    };
+                    wake_all(wakers);
                 }
             }
             _ => {}
@@ -807,29 +841,13 @@ impl Driver {
             && !self.closing
             && !self.suspended
             && !self.conn.user_paused.load(Ordering::Acquire);
-        if read_waiting && !self.read_was_waiting && self.read_timeout.is_some() {
-            self.last_read = core.now();
-        }
-        self.read_was_waiting = read_waiting;
-        if let Some(timeout) = self.read_timeout {
-            if read_waiting && !self.read_timer_armed && !self.read_timed_out {
-                core.add_timer(self.last_read + timeout, key, TOKEN_READ);
-                self.read_timer_armed = true;
-            }
-        }
-        let write_waiting = self.write_timeout.is_some()
+        self.read_idle.update(core, key, TOKEN_READ, read_waiting);
+        // The output lock only when a write timeout needs the answer.
+        let write_waiting = self.write_idle.timeout.is_some()
             && matches!(self.phase, Phase::Open | Phase::Lingering)
             && !lock(&self.conn.output).buf.is_empty();
-        if write_waiting && !self.write_was_waiting {
-            self.last_write = core.now();
-        }
-        self.write_was_waiting = write_waiting;
-        if let Some(timeout) = self.write_timeout {
-            if write_waiting && !self.write_timer_armed && !self.write_timed_out {
-                core.add_timer(self.last_write + timeout, key, TOKEN_WRITE);
-                self.write_timer_armed = true;
-            }
-        }
+        self.write_idle
+            .update(core, key, TOKEN_WRITE, write_waiting);
     }
 
     /// Ends the connection with an error.
