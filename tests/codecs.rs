@@ -16,9 +16,8 @@ use common::block_on;
 use std::future::Future;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::mpsc::Receiver;
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -45,15 +44,6 @@ const ESC_ESC: u8 = 0xDD;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A waker that reports every wake on a channel.
-struct ChannelWake(std::sync::Mutex<Sender<()>>);
-
-impl Wake for ChannelWake {
-    fn wake(self: Arc<Self>) {
-        let _ = self.0.lock().unwrap().send(());
-    }
-}
 
 /// Encodes `item` with `codec` into plain bytes.
 fn wire<C: Encoder<T>, T>(codec: &mut C, item: T) -> Vec<u8> {
@@ -137,8 +127,7 @@ fn pump<C: Decoder>(
 where
     C::Item: std::fmt::Debug,
 {
-    let (tx, rx) = common::channel();
-    let waker = Waker::from(Arc::new(ChannelWake(std::sync::Mutex::new(tx))));
+    let (waker, rx) = common::channel_waker();
     let mut cx = Context::from_waker(&waker);
     let deadline = Instant::now() + WAIT;
     loop {

@@ -21,7 +21,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -61,20 +61,6 @@ async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {
         panic!("future not done within {limit:?}")
     })
     .await
-}
-
-/// A waker that reports every wake on a channel.
-struct ChannelWake(Mutex<Sender<()>>);
-
-impl Wake for ChannelWake {
-    fn wake(self: Arc<Self>) {
-        let _ = self.0.lock().unwrap().send(());
-    }
-}
-
-fn channel_waker() -> (Waker, Receiver<()>) {
-    let (tx, rx) = common::channel();
-    (Waker::from(Arc::new(ChannelWake(Mutex::new(tx)))), rx)
 }
 
 fn poll_once<F: Future>(future: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
@@ -253,7 +239,7 @@ fn filler() -> Vec<u8> {
 fn read_until_completes_when_split_delimiter_arrives() {
     let lt = LoopThread::start();
     let mut p = pair(&lt.handle, TcpOptions::new());
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     let socket = p.socket.clone();
     {
         let mut read = pin!(p.stream.read_until(b"\r\n\r\n", 1024));
@@ -650,7 +636,7 @@ fn max_bytes_boundary_includes_the_delimiter() {
 fn read_bytes_collects_exact_count_across_packets() {
     let lt = LoopThread::start();
     let mut p = pair(&lt.handle, TcpOptions::new());
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     {
         let mut read = pin!(p.stream.read_bytes(10));
         assert!(poll_once(read.as_mut(), &waker).is_pending());
@@ -770,7 +756,7 @@ fn read_bytes_streaming_delivers_chunks_as_they_arrive() {
     let mut p = pair(&lt.handle, TcpOptions::new());
     let data = common::random_data(6, 9000);
     let chunks = RefCell::new(Vec::<Bytes>::new());
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     {
         let mut read = pin!(p
             .stream
@@ -879,7 +865,7 @@ fn read_until_close_streaming_counts_256_mib_with_bounded_memory() {
     let callbacks = Cell::new(0usize);
     let largest = Cell::new(0usize);
     let out_of_order = Cell::new(None);
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     let counted = {
         let mut read = pin!(stream.read_until_close_streaming(|chunk| {
             let at = count.get();
@@ -1014,7 +1000,7 @@ fn read_until_regex_finds_header_terminators() {
     assert_eq!(&head[..], b"GET / HTTP/1.0\nHost: a\n\n");
     assert_eq!(&block_on(p.stream.read_bytes(5)).unwrap()[..], b"BODY1");
 
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     {
         let mut read = pin!(p.stream.read_until_regex(&end_of_headers, 1024));
         assert!(poll_once(read.as_mut(), &waker).is_pending());
@@ -1392,7 +1378,7 @@ fn on_close_fires_after_peer_reset() {
 fn reading_reports_a_pending_read() {
     let lt = LoopThread::start();
     let mut p = pair(&lt.handle, TcpOptions::new());
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     assert!(!p.socket.reading());
     {
         let mut read = pin!(p.stream.read_until(b"\n", 64));

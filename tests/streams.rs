@@ -19,9 +19,9 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,20 +37,6 @@ const MIB: usize = 1024 * 1024;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A waker that reports every wake on a channel.
-struct ChannelWake(Mutex<Sender<()>>);
-
-impl Wake for ChannelWake {
-    fn wake(self: Arc<Self>) {
-        let _ = self.0.lock().unwrap().send(());
-    }
-}
-
-fn channel_waker() -> (Waker, Receiver<()>) {
-    let (tx, rx) = common::channel();
-    (Waker::from(Arc::new(ChannelWake(Mutex::new(tx)))), rx)
-}
 
 /// What `observed` options report from the loop thread.
 #[derive(Debug)]
@@ -255,7 +241,7 @@ fn std_read_would_block_when_empty_and_zero_only_at_eof() {
 fn pending_read_and_fill_buf_are_woken_when_data_arrives() {
     let lt = LoopThread::start();
     let (mut stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     let mut cx = Context::from_waker(&waker);
     let mut buf = [0u8; 16];
 
@@ -292,7 +278,7 @@ fn pending_read_and_fill_buf_are_woken_when_data_arrives() {
 fn pending_read_is_woken_by_eof() {
     let lt = LoopThread::start();
     let (mut stream, peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     let mut cx = Context::from_waker(&waker);
     let mut buf = [0u8; 16];
 
@@ -314,7 +300,7 @@ fn pending_read_is_woken_by_eof() {
 fn pending_read_is_woken_by_reset_and_reports_it() {
     let lt = LoopThread::start();
     let (mut stream, peer) = connect_stream(&lt.handle, TcpOptions::new().stream(true));
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     let mut cx = Context::from_waker(&waker);
     let mut buf = [0u8; 16];
 
@@ -631,7 +617,7 @@ fn write_backpressure_at_the_high_watermark() {
         "write again at the watermark",
     );
     assert_kind(Write::flush(&mut stream), ErrorKind::WouldBlock, "flush");
-    let (waker, woken) = channel_waker();
+    let (waker, woken) = common::channel_waker();
     let mut cx = Context::from_waker(&waker);
     assert!(Pin::new(&mut stream)
         .poll_write(&mut cx, &data[at..at + 64 * KIB])

@@ -229,3 +229,19 @@ pub fn connect_stream(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStrea
     let peer = accept(&listener);
     (stream, peer)
 }
+
+/// A waker that reports every wake on a channel.
+struct ChannelWake(std::sync::Mutex<Sender<()>>);
+
+impl std::task::Wake for ChannelWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+/// A waker whose every wake arrives on the returned channel.
+pub fn channel_waker() -> (std::task::Waker, Receiver<()>) {
+    let (tx, rx) = channel();
+    let wake = ChannelWake(std::sync::Mutex::new(tx));
+    (std::task::Waker::from(std::sync::Arc::new(wake)), rx)
+}
