@@ -344,6 +344,7 @@ mod ev {
     use std::time::{Duration, Instant};
 
     use evstream::codec::{Framed, LinesCodec};
+    use evstream::prelude::*;
     use evstream::{
         tcp_connect, AsyncIoStream, Event, EventLoop, LoopHandle, ServerOptions, TcpOptions,
         TcpServer,
@@ -380,14 +381,13 @@ mod ev {
         ev: &EventLoop,
         accepts: usize,
         options: TcpOptions,
-        mut on_accept: impl FnMut(&evstream::Socket) + Send + 'static,
+        on_accept: impl Fn(&evstream::Socket) + Send + Sync + 'static,
     ) -> Res<TcpServer> {
         let slot: Arc<Mutex<Option<TcpServer>>> = Arc::default();
         let to_close = slot.clone();
-        let mut accepted = 0;
+        let accepted = std::sync::atomic::AtomicUsize::new(0);
         let options = options.connect_cb(move |socket| {
-            accepted += 1;
-            if accepted == accepts {
+            if accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == accepts {
                 if let Some(server) = to_close.lock().unwrap().take() {
                     server.close();
                 }
@@ -795,10 +795,11 @@ mod ev {
     pub fn lines_on_frame(addr_tx: mpsc::Sender<SocketAddr>, lines: usize) -> Res<LineCheck> {
         let mut ev = EventLoop::new()?;
         let (tx, rx) = mpsc::channel::<Res<LineCheck>>();
-        let mut check = Some(LineCheck::new());
+        let check = Mutex::new(Some(LineCheck::new()));
         let on_error = tx.clone();
         let options = TcpOptions::new()
             .on_frame(LinesCodec::lf(MAX_LINE), move |_, line| {
+                let mut check = check.lock().unwrap();
                 let result = match (line, check.as_mut()) {
                     (Ok(line), Some(c)) => {
                         c.line(&line);

@@ -9,6 +9,7 @@
 //!
 //! Run it with `cargo run --release --example demo`.
 
+use evstream::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -12,6 +12,7 @@
 //! `--self-test` runs a client against the server on one loop, checks the
 //! echo of 8 MiB, and exits.
 
+use evstream::prelude::*;
 use std::io::{ErrorKind, Read, Write};
 use std::sync::{Arc, Mutex};
 

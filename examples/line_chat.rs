@@ -12,6 +12,7 @@
 //! Try it with a few `nc 127.0.0.1 7979` in other terminals. A line longer
 //! than 1 KiB breaks the protocol: that client is told and disconnected.
 
+use evstream::prelude::*;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

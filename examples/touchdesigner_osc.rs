@@ -17,6 +17,7 @@
 //! callback sees a `peer`. Everything runs on one loop and exits once both
 //! connections are closed.
 
+use evstream::prelude::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

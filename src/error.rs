@@ -107,7 +107,8 @@ impl fmt::Display for Limit {
 /// | `UnexpectedEof` | `UnexpectedEof` |
 /// | `InvalidInput` | `InvalidInput` |
 /// | `WouldDeadlock` | `Deadlock` |
-/// | `CallbackPanicked` | `Other` |
+/// | `CallbackPanicked`, `TaskPanicked`, `Internal` | `Other` |
+/// | `LoopStopped` | `NotConnected` |
 /// | `Io` | the wrapped error's kind |
 ///
 /// # Examples
@@ -178,6 +179,18 @@ pub enum Error {
     /// A user callback panicked; the connection it ran for was closed.
     #[error("a callback panicked: {0}")]
     CallbackPanicked(String),
+    /// A task spawned on a loop panicked (reported by its `JoinHandle`).
+    #[error("a spawned task panicked: {0}")]
+    TaskPanicked(String),
+    /// The event loop this connection (or task) belongs to has stopped for
+    /// good: its `EventLoop` was dropped, its thread ended, or it failed.
+    /// Nothing on it will make progress again.
+    #[error("the event loop has stopped")]
+    LoopStopped,
+    /// evstream's own handling of this connection failed (a bug: please
+    /// report it); the connection was closed and the loop went on.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Any other operating-system error.
     #[error("I/O error: {0}")]
     Io(#[source] Arc<io::Error>),
@@ -197,7 +210,10 @@ impl Error {
             Error::UnexpectedEof { .. } => io::ErrorKind::UnexpectedEof,
             Error::InvalidInput(_) => io::ErrorKind::InvalidInput,
             Error::WouldDeadlock => io::ErrorKind::Deadlock,
-            Error::CallbackPanicked(_) => io::ErrorKind::Other,
+            Error::CallbackPanicked(_) | Error::TaskPanicked(_) | Error::Internal(_) => {
+                io::ErrorKind::Other
+            }
+            Error::LoopStopped => io::ErrorKind::NotConnected,
             Error::Io(err) => err.kind(),
         }
     }
@@ -222,41 +238,6 @@ impl From<io::Error> for Error {
 impl From<Error> for io::Error {
     fn from(err: Error) -> Self {
         io::Error::new(err.kind(), err)
-    }
-}
-
-/// Something that happened to a connection, delivered to its `event_cb` on
-/// the loop thread.
-///
-/// Every connection gets exactly one [`Event::Closed`], last, when the loop
-/// releases its socket, whatever the reason.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Event {
-    /// The connection is established (also passed to `connect_cb`).
-    Connected,
-    /// The peer shut down its write side. Buffered input stays readable and
-    /// this side may go on writing until it closes.
-    Eof,
-    /// An idle timeout expired while that direction was waiting. The
-    /// connection stays open; close it from the callback if that is the
-    /// policy you want. The timeout is re-armed by the next progress.
-    Timeout(Direction),
-    /// The connection failed. The socket is released right after this event;
-    /// bytes already in the input buffer stay readable.
-    Error(Error),
-    /// The loop released the socket. No callback runs for this connection
-    /// after this one.
-    Closed,
-}
-
-impl Event {
-    /// The error carried by [`Event::Error`], if this is one.
-    pub fn error(&self) -> Option<&Error> {
-        match self {
-            Event::Error(err) => Some(err),
-            _ => None,
-        }
     }
 }
 
@@ -297,6 +278,9 @@ mod tests {
             (Error::InvalidInput("x".into()), io::ErrorKind::InvalidInput),
             (Error::WouldDeadlock, io::ErrorKind::Deadlock),
             (Error::CallbackPanicked("x".into()), io::ErrorKind::Other),
+            (Error::TaskPanicked("x".into()), io::ErrorKind::Other),
+            (Error::Internal("x".into()), io::ErrorKind::Other),
+            (Error::LoopStopped, io::ErrorKind::NotConnected),
         ];
         for (err, kind) in cases {
             let io: io::Error = err.clone().into();

@@ -163,17 +163,29 @@ pub mod osc;
 pub mod peer;
 mod socket;
 mod stream;
+mod sync;
 mod tcp;
 
 pub use buffer::{Buffer, Eol};
-pub use error::{Direction, Error, Event, Limit, Result, TimeoutKind};
-pub use event_loop::{default_loop, EventLoop, LoopHandle, Timer};
-pub use socket::Socket;
+pub use error::{Direction, Error, Limit, Result, TimeoutKind};
+pub use event_loop::{default_loop, EventLoop, JoinHandle, LoopHandle, Timer};
+pub use socket::{Event, Socket};
 pub use stream::{
-    AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, LimitPolicy, ReuniteError,
+    mode, AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, EvStream, LimitPolicy,
+    ReuniteError, StreamOptions, StreamSocket,
 };
 pub use tcp::{
     tcp_connect, tcp_connect_addr, unix_connect, Owner, ServerOptions, TcpOptions, TcpServer,
     UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
 };
+
+/// The extension traits, for a glob import: `use evstream::prelude::*;`
+/// brings the stream-mode callbacks ([`StreamOptions`]), the codec callback
+/// ([`FrameOptions`](codec::FrameOptions)) and TouchDesigner's calls
+/// ([`TouchPeer`](peer::TouchPeer)) into scope.
+pub mod prelude {
+    pub use crate::codec::FrameOptions;
+    pub use crate::peer::{StreamPeer, TouchPeer};
+    pub use crate::stream::StreamOptions;
+}

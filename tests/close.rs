@@ -489,7 +489,7 @@ fn run_returns_after_every_connection_is_closed() {
     // B: closed from its event_cb when the peer's FIN arrives.
     let (listener_b, addr_b) = common::std_listener();
     let (cb_b, events_b) = common::event_channel();
-    let mut forward_b = cb_b;
+    let forward_b = cb_b;
     tcp_connect_addr(
         &handle,
         addr_b,

@@ -6,6 +6,7 @@
 mod common;
 
 use common::assert_same;
+use evstream::prelude::*;
 
 /// Drives `future` on this thread, bounded by [`LIMIT`].
 fn block_on<F: std::future::Future>(future: F) -> F::Output {

@@ -41,6 +41,7 @@
 
 mod common;
 
+use evstream::prelude::*;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};

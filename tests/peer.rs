@@ -11,6 +11,7 @@
 
 mod common;
 
+use evstream::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};

@@ -4,6 +4,7 @@
 
 mod common;
 
+use evstream::prelude::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +97,7 @@ fn stale_connect_timer_does_not_fail_a_connection_reusing_the_key() {
         refused,
         TcpOptions::new()
             .connect_timeout(Duration::from_millis(300))
-            .event_cb(move |s, event| {
+            .event_cb(common::stateful(move |s: &Socket, event: Event| {
                 let closed = matches!(event, Event::Closed);
                 seen(Seen::A(event));
                 if closed && !started_b {
@@ -117,7 +118,7 @@ fn stale_connect_timer_does_not_fail_a_connection_reusing_the_key() {
                         seen_checkpoint(Seen::Checkpoint)
                     });
                 }
-            }),
+            })),
     )
     .unwrap();
     let b = recv(&b_rx, "connection B");
@@ -256,21 +257,23 @@ fn a_flooding_connection_does_not_starve_timers() {
     let server = TcpServer::bind(
         &lt.handle,
         "127.0.0.1:0",
-        ServerOptions::new().connection(TcpOptions::new().read_cb(move |_, bytes| {
-            if received < WARM_UP {
-                received += bytes.len() as u64;
-                return;
-            }
-            for &byte in bytes.iter() {
-                corrupt |= byte != pattern(received);
-                received += 1;
-            }
-            if received >= WARM_UP + (4 << 20) {
-                if let Some(tx) = flood_tx.take() {
-                    let _ = tx.send(corrupt);
+        ServerOptions::new().connection(TcpOptions::new().read_cb(common::stateful(
+            move |_: &Socket, bytes: bytes::Bytes| {
+                if received < WARM_UP {
+                    received += bytes.len() as u64;
+                    return;
                 }
-            }
-        })),
+                for &byte in bytes.iter() {
+                    corrupt |= byte != pattern(received);
+                    received += 1;
+                }
+                if received >= WARM_UP + (4 << 20) {
+                    if let Some(tx) = flood_tx.take() {
+                        let _ = tx.send(corrupt);
+                    }
+                }
+            },
+        ))),
     )
     .unwrap();
     let addr = server.local_addr();
@@ -602,7 +605,7 @@ fn timer_due_during_a_slow_callback_fires_right_after_it() {
 fn read_timeout_due_during_a_slow_callback_is_not_delayed() {
     let lt = LoopThread::start();
     let (listener, addr) = std_listener();
-    let (mut forward, events) = event_channel();
+    let (forward, events) = event_channel();
     let (tx, rx) = channel();
     let handle = lt.handle.clone();
     let _socket = evstream::tcp_connect_addr(

@@ -4,6 +4,7 @@
 
 mod common;
 
+use evstream::prelude::*;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -71,7 +72,7 @@ fn unix_echo_with_callbacks() {
     let expected_len = expected.len();
     let (echoed_tx, echoed) = common::channel();
     let (event_cb, events) = event_channel();
-    let mut event_cb = event_cb;
+    let event_cb = event_cb;
     let socket = unix_connect(
         &lt.handle,
         &path,

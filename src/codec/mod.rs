@@ -10,32 +10,35 @@
 //!
 //! * [`Framed`]: a `futures` `Stream` of frames and `Sink` of items over an
 //!   [`AsyncIoStream`](crate::AsyncIoStream);
-//! * [`TcpOptions::on_frame`](crate::TcpOptions::on_frame): the read
-//!   callback receives whole frames, on the loop thread.
+//! * [`FrameOptions::on_frame`] (an extension of [`TcpOptions`](crate::TcpOptions)):
+//!   the read callback receives whole frames, on the loop thread.
 //!
 //! Built in: [`LinesCodec`], [`LengthDelimitedCodec`] and [`SlipCodec`].
 //! Decoders run without any lock of the connection held: received bytes are
-//! taken out of the input buffer into the codec's own buffer and decoded
-//! there; an incomplete frame waits there (bounded by the codec's maximum
-//! frame) while the connection goes on reading. A codec must be the only
-//! reader of its connection; bytes it holds go back to the input buffer when
-//! it is dropped or unwrapped.
+//! taken out of the input buffer and *held* by the codec while it decodes
+//! them — they still count as buffered input (`max_buffer_size`,
+//! `input_buffer_len()`), an incomplete frame waits there (bounded by the
+//! codec's maximum frame and `max_buffer_size`) while the connection goes on
+//! reading, and frames are decoded one at a time, only when asked for. A
+//! codec must be the only reader of its connection while it runs; every
+//! byte it holds and has not delivered as a frame goes back to the front of
+//! the input buffer when it is dropped or unwrapped.
 
+mod callback;
 mod framed;
 mod length;
 mod lines;
+mod reader;
 mod slip;
 
+pub use callback::FrameOptions;
 pub use framed::Framed;
 pub use length::{Endian, LengthDelimitedCodec};
 pub use lines::LinesCodec;
 pub use slip::SlipCodec;
 
-use std::sync::Arc;
-
 use crate::buffer::Buffer;
 use crate::error::{Error, Result};
-use crate::socket::{Conn, Input};
 
 /// Takes frames from the front of a byte buffer.
 ///
@@ -109,83 +112,4 @@ pub trait Encoder<Item> {
     /// [`Error::InvalidInput`] or [`Error::LimitExceeded`] for an item the
     /// codec cannot encode; nothing is appended then.
     fn encode(&mut self, item: Item, dst: &mut Buffer) -> Result<()>;
-}
-
-/// How many frames one batch decodes at most before handing them out.
-const BATCH: usize = 256;
-
-/// What a batch of decoding found.
-pub(crate) struct Batch<T> {
-    pub(crate) frames: Vec<T>,
-    /// The decoder failed; frames before the failure are in `frames`.
-    pub(crate) error: Option<Error>,
-    /// The input is finished (EOF, closed or failed) and fully decoded.
-    pub(crate) finished: bool,
-}
-
-/// Decodes up to [`BATCH`] frames from `conn`'s input, with the input lock
-/// released while the decoder runs. `pending` holds what earlier batches
-/// took but could not decode (an incomplete frame); what this batch leaves
-/// stays there too, out of the input buffer, so the connection keeps
-/// reading even when a frame is longer than the read high watermark (the
-/// decoder's own maximum frame bounds it). `register` runs under the lock
-/// before decoding, so a waker stored there cannot miss bytes appended
-/// during the decode.
-pub(crate) fn decode_batch<D: Decoder>(
-    conn: &Arc<Conn>,
-    decoder: &mut D,
-    pending: &mut Buffer,
-    register: impl FnOnce(&mut Input),
-) -> Batch<D::Item> {
-    let (ended, stored_error) = conn.with_input(|input| {
-        pending.append(&mut input.buf);
-        let ended = input.eof || input.closed || input.error.is_some();
-        register(input);
-        (ended, input.error.clone())
-    });
-    let mut batch = Batch {
-        frames: Vec::new(),
-        error: None,
-        finished: false,
-    };
-    while batch.frames.len() < BATCH {
-        match decoder.decode(pending) {
-            Ok(Some(frame)) => batch.frames.push(frame),
-            Ok(None) => {
-                if ended {
-                    match decoder.decode_eof(pending) {
-                        Ok(Some(frame)) => {
-                            batch.frames.push(frame);
-                            continue;
-                        }
-                        Ok(None) => {
-                            batch.finished = true;
-                            batch.error = stored_error;
-                        }
-                        Err(err) => batch.error = Some(err),
-                    }
-                }
-                break;
-            }
-            Err(err) => {
-                batch.error = Some(err);
-                break;
-            }
-        }
-    }
-    if batch.error.is_some() && !pending.is_empty() {
-        // Bad input stays readable where it came from, in order.
-        let bad = std::mem::take(pending);
-        conn.with_input(|input| crate::stream::prepend(&mut input.buf, bad));
-    }
-    batch
-}
-
-/// Puts bytes a codec holds back at the front of the connection's input,
-/// when the codec is dropped or unwrapped.
-pub(crate) fn give_back(conn: &Arc<Conn>, pending: &mut Buffer) {
-    if !pending.is_empty() {
-        let held = std::mem::take(pending);
-        conn.with_input(|input| crate::stream::prepend(&mut input.buf, held));
-    }
 }

@@ -1,5 +1,5 @@
-//! The event loop: a poller, a timer heap, deferred calls and a cross-thread
-//! command queue.
+//! The event loop: a poller, a timer heap, deferred calls, tasks and a
+//! cross-thread command queue.
 //!
 //! An [`EventLoop`] owns every socket registered with it. Its thread is the
 //! only one that reads from sockets, runs callbacks and fires timers; every
@@ -7,51 +7,39 @@
 //! and wakes the poller with `Poller::notify`. Calls made on the loop thread
 //! itself (from a callback) queue the same way but never wake the poller:
 //! the loop drains its queue before it sleeps again.
+//!
+//! When an `EventLoop` is dropped (its thread ended, it panicked, or the
+//! application let it go) it is *stopped for good*: every connection on it
+//! is released with [`Error::LoopStopped`], which every pending and later
+//! operation on those connections reports, and new work posted to it is
+//! refused with the same error.
 
+mod core;
 mod sys;
+mod task;
 mod timer;
 
+pub(crate) use self::core::{Core, Source, SourceId, Step};
 pub(crate) use sys::{read_into_spare, Readiness, Registration};
+pub use task::JoinHandle;
+pub(crate) use timer::TimerId;
 
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
-
-use bytes::Bytes;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use slab::Slab;
-use sys::{Events, Poller};
+use sys::Poller;
 
-use timer::{TimerHeap, TimerTarget};
-
-/// Locks a mutex, ignoring poisoning.
-///
-/// evstream never runs user code while holding one of its own locks, and
-/// every state behind them stays consistent between statements, so a panic
-/// elsewhere is no reason to make the state unreachable.
-pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
-}
-
-/// Turns a caught panic payload into a message.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    }
-}
+use crate::error::{Error, Result};
+use crate::sync::lock;
 
 thread_local! {
     // The id of the loop running on this thread, 0 when none is.
@@ -60,66 +48,11 @@ thread_local! {
 
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 
-/// What a source tells the loop after handling an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Keep the source registered.
-    Keep,
-    /// The source is finished: drop it (which deregisters its descriptor).
-    Remove,
-}
-
-/// Something the loop drives: a connection or a listening server.
-///
-/// Sources live in the loop's slab and run only on the loop thread. Other
-/// threads reach one by changing state it shares with them and then asking
-/// the loop to [`wake`](LoopHandle::wake_source) it.
-pub(crate) trait Source: Send {
-    /// The poller reported readiness.
-    fn on_ready(&mut self, core: &mut Core, key: usize, ready: Readiness) -> Step;
-    /// Another thread (or this one) asked the source to look at its shared
-    /// state again. Spurious wakes are allowed and must be harmless.
-    fn on_wake(&mut self, core: &mut Core, key: usize) -> Step;
-    /// A timer the source set has expired. Timers are not cancelled, so the
-    /// source must check that the deadline still applies.
-    fn on_timer(&mut self, core: &mut Core, key: usize, token: u64) -> Step;
-}
-
 enum Command {
-    Wake(usize),
+    Wake(SourceId),
     Call(Box<dyn FnOnce(&mut Core) + Send>),
     CancelTimer(u64),
-    PollTask(usize),
-}
-
-type TaskFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A future spawned on the loop with [`LoopHandle::spawn`].
-struct Task {
-    future: Option<TaskFuture>,
-    state: Arc<TaskWaker>,
-    waker: Waker,
-}
-
-/// Wakes a spawned task by queueing a poll of it on its loop.
-struct TaskWaker {
-    key: usize,
-    scheduled: AtomicBool,
-    shared: Weak<Shared>,
-}
-
-impl Wake for TaskWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
-            if let Some(shared) = self.shared.upgrade() {
-                shared.post(Command::PollTask(self.key));
-            }
-        }
-    }
+    Run(async_task::Runnable),
 }
 
 /// The part of a loop every handle shares.
@@ -131,7 +64,11 @@ pub(crate) struct Shared {
     /// (usual) turns when nothing was posted.
     has_commands: AtomicBool,
     stop: AtomicBool,
+    /// Set (under the command lock) once the loop is gone for good.
+    dead: AtomicBool,
     next_timer_id: AtomicU64,
+    /// Spawned tasks not finished yet: they keep `run` going.
+    live_tasks: AtomicUsize,
 }
 
 impl Shared {
@@ -139,23 +76,40 @@ impl Shared {
         CURRENT_LOOP.with(|current| current.get() == self.id)
     }
 
-    fn post(&self, command: Command) {
-        lock(&self.commands).push_back(command);
+    /// Queues a command for the loop thread, waking it if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoopStopped`] once the loop is gone: nothing would ever run
+    /// the command.
+    fn post(&self, command: Command) -> Result<()> {
+        {
+            let mut commands = lock(&self.commands);
+            if self.dead.load(Ordering::Acquire) {
+                drop(commands);
+                // Dropped outside the lock: it may own a task or a socket.
+                drop(command);
+                return Err(Error::LoopStopped);
+            }
+            commands.push_back(command);
+        }
         self.has_commands.store(true, Ordering::Release);
         if !self.on_loop_thread() {
             // Failure to notify only happens if the poller itself is broken,
             // and then the loop reports the error from `wait`.
             let _ = self.poller.notify();
         }
+        Ok(())
     }
 }
 
 /// A `Send + Sync + Clone` handle to an [`EventLoop`], usable from any thread.
 ///
 /// Everything that creates work for a loop (connecting, binding a server,
-/// setting a timer, stopping it) goes through a handle. Handles stay valid
-/// after the loop has stopped; work posted to a loop that never runs again is
-/// simply never done.
+/// setting a timer, spawning a task, stopping it) goes through a handle.
+/// Handles stay valid after the loop has stopped for good; work posted to it
+/// then fails with [`Error::LoopStopped`] (or, for fire-and-forget calls
+/// such as [`delay`](LoopHandle::delay), is dropped).
 ///
 /// # Examples
 ///
@@ -182,6 +136,7 @@ impl fmt::Debug for LoopHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoopHandle")
             .field("id", &self.shared.id)
+            .field("stopped", &self.is_stopped())
             .finish()
     }
 }
@@ -198,10 +153,19 @@ impl LoopHandle {
     ///
     /// `run` (or `block_on`) returns after the turn in progress; sources
     /// stay registered and go on if the loop is run again. Stopping a loop
-    /// that is not running makes its next `run` return at once.
+    /// that is not running makes its next `run` return at once. A loop
+    /// started with [`EventLoop::spawn`] ends its thread and is then stopped
+    /// for good (see [`is_stopped`](LoopHandle::is_stopped)).
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         let _ = self.shared.poller.notify();
+    }
+
+    /// Whether the loop is gone for good (its [`EventLoop`] was dropped):
+    /// its connections have failed with [`Error::LoopStopped`] and new work
+    /// is refused.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.dead.load(Ordering::Acquire)
     }
 
     /// True when called from the thread currently running this loop, i.e.
@@ -211,11 +175,13 @@ impl LoopHandle {
     }
 
     /// Calls `callback` on the loop thread once `after` has passed
-    /// (cl-async's `delay`). `Duration::ZERO` runs it on the next turn.
+    /// (cl-async's `delay`). `Duration::ZERO` runs it on the next turn; a
+    /// duration too long to represent as a deadline (`Duration::MAX`) means
+    /// never.
     ///
     /// A pending timer keeps [`EventLoop::run`] from returning. A panic in
-    /// the callback is caught and printed to standard error; the loop goes
-    /// on.
+    /// the callback is caught and logged; the loop goes on. On a loop that
+    /// is stopped for good the callback is dropped without running.
     ///
     /// # Examples
     ///
@@ -238,11 +204,10 @@ impl LoopHandle {
     {
         let id = self.shared.next_timer_id.fetch_add(1, Ordering::Relaxed);
         let callback: Box<dyn FnOnce() + Send> = Box::new(callback);
-        self.shared
+        let _ = self
+            .shared
             .post(Command::Call(Box::new(move |core: &mut Core| {
-                let deadline = core.now() + after;
-                core.user_timers.insert(id, callback);
-                core.timers.push(deadline, TimerTarget::User(id));
+                core.add_user_timer(after, id, callback);
             })));
         Timer {
             shared: Arc::downgrade(&self.shared),
@@ -250,53 +215,46 @@ impl LoopHandle {
         }
     }
 
-    /// Runs `future` to completion on the loop thread (a minimal executor,
-    /// so callback-style APIs can be written as `async` code).
+    /// Spawns `future` as a task on the loop thread and returns a handle to
+    /// await its output.
     ///
     /// The task is polled on the loop thread whenever its waker fires; a
-    /// pending task keeps [`EventLoop::run`] from returning. A panic in the
-    /// task is caught and printed to standard error, and the task dropped.
+    /// pending task keeps [`EventLoop::run`] from returning. Dropping the
+    /// [`JoinHandle`] detaches the task: it runs to completion anyway (as
+    /// with tokio). A panic in the task is caught and logged, and the
+    /// handle reports it as [`Error::TaskPanicked`]; on a loop that is
+    /// stopped for good the task is dropped and the handle reports
+    /// [`Error::LoopStopped`].
     ///
     /// # Examples
     ///
     /// ```
     /// let mut ev = evstream::EventLoop::new()?;
-    /// let (tx, rx) = std::sync::mpsc::channel();
-    /// ev.handle().spawn(async move { tx.send(1 + 1).unwrap() });
-    /// ev.run()?;
-    /// assert_eq!(rx.try_recv(), Ok(2));
-    /// # std::io::Result::Ok(())
+    /// let task = ev.handle().spawn(async { 1 + 1 });
+    /// assert_eq!(ev.block_on(task)??, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn spawn<F>(&self, future: F)
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
     {
-        let future: TaskFuture = Box::pin(future);
-        self.call(move |core| {
-            let entry = core.tasks.vacant_entry();
-            let key = entry.key();
-            let state = Arc::new(TaskWaker {
-                key,
-                scheduled: AtomicBool::new(true),
-                shared: Arc::downgrade(&core.shared),
-            });
-            entry.insert(Task {
-                future: Some(future),
-                waker: Waker::from(state.clone()),
-                state,
-            });
-            core.commands.push_back(Command::PollTask(key));
-        });
+        task::spawn(&self.shared, future)
     }
 
     /// Runs `f` with the loop's core on the loop thread.
-    pub(crate) fn call(&self, f: impl FnOnce(&mut Core) + Send + 'static) {
-        self.shared.post(Command::Call(Box::new(f)));
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoopStopped`] if the loop is gone for good (`f` is dropped).
+    pub(crate) fn call(&self, f: impl FnOnce(&mut Core) + Send + 'static) -> Result<()> {
+        self.shared.post(Command::Call(Box::new(f)))
     }
 
-    /// Asks the loop to call `on_wake` of the source at `key`.
-    pub(crate) fn wake_source(&self, key: usize) {
-        self.shared.post(Command::Wake(key));
+    /// Asks the loop to call `on_wake` of the source `id` (nothing happens
+    /// if that source is gone, or the loop is).
+    pub(crate) fn wake_source(&self, id: SourceId) {
+        let _ = self.shared.post(Command::Wake(id));
     }
 }
 
@@ -312,239 +270,8 @@ impl Timer {
     /// Cancels the timer if it has not fired yet.
     pub fn cancel(&self) {
         if let Some(shared) = self.shared.upgrade() {
-            shared.post(Command::CancelTimer(self.id));
+            let _ = shared.post(Command::CancelTimer(self.id));
         }
-    }
-}
-
-/// The loop's state, owned by the thread that runs it.
-pub(crate) struct Core {
-    shared: Arc<Shared>,
-    sources: Slab<Option<Box<dyn Source>>>,
-    tasks: Slab<Task>,
-    timers: TimerHeap,
-    user_timers: HashMap<u64, Box<dyn FnOnce() + Send>>,
-    // Sources to wake on this turn, from the loop thread itself.
-    pending_wakes: VecDeque<usize>,
-    now: Cell<Option<Instant>>,
-    events: Events,
-    ready: Vec<(usize, Readiness)>,
-    commands: VecDeque<Command>,
-    // Lent to one connection at a time for the chunks one event reads, so
-    // idle connections do not each keep a list's allocation.
-    chunk_list: Vec<Bytes>,
-}
-
-impl Core {
-    /// Lends the loop's list for the chunks one event reads (empty).
-    pub(crate) fn take_chunk_list(&mut self) -> Vec<Bytes> {
-        std::mem::take(&mut self.chunk_list)
-    }
-
-    /// Takes a list back after use, keeping the larger allocation.
-    pub(crate) fn return_chunk_list(&mut self, mut list: Vec<Bytes>) {
-        if list.capacity() > self.chunk_list.capacity() {
-            list.clear();
-            self.chunk_list = list;
-        }
-    }
-
-    /// The loop's clock: read at most once per turn after waiting, and only
-    /// if someone asks (a turn with no timers and no timeouts reads none).
-    pub(crate) fn now(&self) -> Instant {
-        match self.now.get() {
-            Some(now) => now,
-            None => {
-                let now = Instant::now();
-                self.now.set(Some(now));
-                now
-            }
-        }
-    }
-
-    pub(crate) fn poller(&self) -> &Arc<Poller> {
-        &self.shared.poller
-    }
-
-    pub(crate) fn handle(&self) -> LoopHandle {
-        LoopHandle {
-            shared: self.shared.clone(),
-        }
-    }
-
-    /// Reserves a slab key for a source that is about to be built.
-    pub(crate) fn reserve_key(&mut self) -> usize {
-        self.sources.insert(None)
-    }
-
-    /// Puts a source into a reserved key and wakes it on this turn.
-    pub(crate) fn fill(&mut self, key: usize, source: Box<dyn Source>) {
-        if let Some(slot) = self.sources.get_mut(key) {
-            *slot = Some(source);
-            self.pending_wakes.push_back(key);
-        }
-    }
-
-    /// Releases a reserved key that will not be filled.
-    pub(crate) fn unreserve(&mut self, key: usize) {
-        if matches!(self.sources.get(key), Some(None)) {
-            self.sources.remove(key);
-        }
-    }
-
-    /// Calls `on_timer(token)` of the source at `key` at `deadline`.
-    pub(crate) fn add_timer(&mut self, deadline: Instant, key: usize, token: u64) {
-        self.timers
-            .push(deadline, TimerTarget::Source { key, token });
-    }
-
-    /// Calls `on_wake` of the source at `key` later on this turn.
-    pub(crate) fn wake_later(&mut self, key: usize) {
-        self.pending_wakes.push_back(key);
-    }
-
-    fn dispatch(&mut self, key: usize, f: impl FnOnce(&mut dyn Source, &mut Core) -> Step) {
-        let Some(mut source) = self.sources.get_mut(key).and_then(Option::take) else {
-            return;
-        };
-        match f(&mut *source, self) {
-            Step::Keep => {
-                if let Some(slot) = self.sources.get_mut(key) {
-                    *slot = Some(source);
-                }
-            }
-            Step::Remove => {
-                self.sources.remove(key);
-                drop(source);
-            }
-        }
-    }
-
-    fn run_commands(&mut self) {
-        // Take the whole queue at once so the lock is not held while
-        // commands run (they may post more). The flag is cleared before the
-        // queue is taken: a command posted in between is either taken now
-        // or sets the flag again.
-        if self.shared.has_commands.swap(false, Ordering::AcqRel) {
-            std::mem::swap(&mut self.commands, &mut *lock(&self.shared.commands));
-        }
-        while let Some(command) = self.commands.pop_front() {
-            match command {
-                Command::Wake(key) => self.dispatch(key, |s, core| s.on_wake(core, key)),
-                Command::Call(f) => f(self),
-                Command::CancelTimer(id) => {
-                    self.user_timers.remove(&id);
-                }
-                Command::PollTask(key) => self.poll_task(key),
-            }
-        }
-        // Only the wakes queued before this pass: a source that asks to run
-        // again (a reader with more to read) waits for the next pass, after
-        // the poller, the timers and the other sources have had their turn.
-        for _ in 0..self.pending_wakes.len() {
-            let Some(key) = self.pending_wakes.pop_front() else {
-                break;
-            };
-            self.dispatch(key, |s, core| s.on_wake(core, key));
-        }
-    }
-
-    fn poll_task(&mut self, key: usize) {
-        let Some(task) = self.tasks.get_mut(key) else {
-            return;
-        };
-        let Some(mut future) = task.future.take() else {
-            return;
-        };
-        let waker = task.waker.clone();
-        // Cleared before polling: a wake during the poll schedules another.
-        task.state.scheduled.store(false, Ordering::Release);
-        let mut cx = Context::from_waker(&waker);
-        let polled = panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
-        match polled {
-            Ok(Poll::Pending) => {
-                if let Some(task) = self.tasks.get_mut(key) {
-                    task.future = Some(future);
-                }
-            }
-            Ok(Poll::Ready(())) => {
-                self.tasks.remove(key);
-            }
-            Err(payload) => {
-                eprintln!(
-                    "evstream: a spawned task panicked: {}",
-                    panic_message(&*payload)
-                );
-                self.tasks.remove(key);
-            }
-        }
-    }
-
-    fn run_timers(&mut self) {
-        if self.timers.next_deadline().is_none() {
-            return;
-        }
-        while let Some(target) = self.timers.pop_due(self.now()) {
-            match target {
-                TimerTarget::Source { key, token } => {
-                    self.dispatch(key, |s, core| s.on_timer(core, key, token))
-                }
-                TimerTarget::User(id) => {
-                    if let Some(callback) = self.user_timers.remove(&id) {
-                        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(callback)) {
-                            eprintln!(
-                                "evstream: a delay() callback panicked: {}",
-                                panic_message(&*payload)
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn has_queued_work(&self) -> bool {
-        !self.pending_wakes.is_empty() || self.shared.has_commands.load(Ordering::Acquire)
-    }
-
-    /// True when nothing is left that could ever produce an event.
-    fn is_idle(&self) -> bool {
-        self.sources.is_empty()
-            && self.tasks.is_empty()
-            && self.user_timers.is_empty()
-            && !self.has_queued_work()
-    }
-
-    /// One turn: run queued work and due timers, then wait for I/O (never
-    /// past the next timer, not at all when `must_not_sleep` says so just
-    /// before waiting) and dispatch it.
-    fn turn(&mut self, must_not_sleep: &dyn Fn() -> bool) -> io::Result<()> {
-        self.run_commands();
-        self.now.set(None);
-        self.run_timers();
-        self.run_commands();
-
-        // Nothing left that could wake us (the last timer just fired, say):
-        // sleeping would be forever, so only poll; `run` then sees it idle.
-        let timeout = if must_not_sleep() || self.has_queued_work() || self.is_idle() {
-            Some(Duration::ZERO)
-        } else {
-            // A fresh reading, not this turn's cached one: the callbacks run
-            // since may have taken long enough for a timer to fall due.
-            self.timers
-                .next_deadline()
-                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-        };
-        self.shared.poller.wait(&mut self.events, timeout)?;
-        self.now.set(None);
-
-        self.ready.clear();
-        self.ready.extend(self.events.iter());
-        for i in 0..self.ready.len() {
-            let (key, ready) = self.ready[i];
-            self.dispatch(key, |s, core| s.on_ready(core, key, ready));
-        }
-        Ok(())
     }
 }
 
@@ -619,8 +346,15 @@ impl fmt::Debug for EventLoop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventLoop")
             .field("id", &self.core.shared.id)
-            .field("sources", &self.core.sources.len())
+            .field("sources", &self.core.source_count())
             .finish()
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        let _guard = LoopThreadGuard::enter(self.core.shared.id);
+        self.core.shut_down();
     }
 }
 
@@ -637,22 +371,12 @@ impl EventLoop {
             commands: Mutex::new(VecDeque::new()),
             has_commands: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
             next_timer_id: AtomicU64::new(1),
+            live_tasks: AtomicUsize::new(0),
         });
         Ok(EventLoop {
-            core: Core {
-                shared,
-                sources: Slab::new(),
-                tasks: Slab::new(),
-                timers: TimerHeap::default(),
-                user_timers: HashMap::new(),
-                pending_wakes: VecDeque::new(),
-                now: Cell::new(None),
-                events: Events::with_capacity(1024),
-                ready: Vec::new(),
-                commands: VecDeque::new(),
-                chunk_list: Vec::new(),
-            },
+            core: Core::new(shared),
         })
     }
 
@@ -782,8 +506,10 @@ impl EventLoop {
             .name("evstream-loop".into())
             .spawn(move || {
                 if let Err(err) = event_loop.run_until_stopped() {
-                    eprintln!("evstream: event loop failed: {err}");
+                    log::error!("evstream: event loop failed: {err}");
                 }
+                // Dropping it here stops it for good: its connections fail
+                // with `LoopStopped` rather than wait for ever.
             })?;
         Ok(handle)
     }

@@ -8,9 +8,9 @@
 //! * [`TcpPeer`] and [`TcpPeerServer`]: poll-style connection and server
 //!   for game loops that never block and never use callbacks;
 //! * [`SocketError`]: the Godot/Luna error code of any [`Error`](crate::Error);
-//! * TouchDesigner's calls on every [`Socket`](crate::Socket):
-//!   `send_bytes`, `send`, `hostname`, `owner`, `close_peer`, and
-//!   `send_osc`.
+//! * TouchDesigner's calls on every [`Socket`](crate::Socket), through the
+//!   [`TouchPeer`] extension trait: `send_bytes`, `send`, `hostname`,
+//!   `owner`, `close_peer`, and `send_osc`.
 //!
 //! `docs/porting.md` maps every call of those systems to evstream's.
 
@@ -22,4 +22,4 @@ mod touch;
 pub use socket_error::SocketError;
 pub use stream_peer::{f16_bits_to_f32, f32_to_f16_bits, ByteOrder, StreamPeer, StreamPeerBuffer};
 pub use tcp_peer::{PeerStatus, TcpPeer, TcpPeerServer, MAX_PENDING_CONNECTIONS};
-pub use touch::SendItem;
+pub use touch::{SendItem, TouchPeer};

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use super::StreamPeer;
 use crate::error::{Error, Result};
-use crate::event_loop::{default_loop, lock, LoopHandle};
-use crate::stream::AsyncIoStream;
+use crate::event_loop::{default_loop, LoopHandle};
+use crate::stream::{AsyncIoStream, StreamOptions};
+use crate::sync::lock;
 use crate::tcp::{tcp_connect, ServerOptions, TcpOptions, TcpServer};
 
 /// A [`TcpPeer`]'s state (Godot's and Luna's `Status`).

@@ -1,4 +1,5 @@
-//! TouchDesigner's `Peer` calls, on any connection's [`Socket`].
+//! TouchDesigner's `Peer` calls, on any connection's [`Socket`], as the
+//! [`TouchPeer`] extension trait.
 
 use std::net::IpAddr;
 
@@ -7,6 +8,7 @@ use crate::codec::Encoder;
 use crate::error::{Error, Result};
 use crate::osc::{osc_packets, OscCodec, OscFraming, OscValue, SendOscOptions};
 use crate::socket::Socket;
+use crate::tcp::Owner;
 
 /// One item of [`Socket::send_bytes`]: text, a byte slice or a single byte
 /// value — what TouchDesigner's `sendBytes(*messages)` mixes.
@@ -54,7 +56,10 @@ impl SendItem<'_> {
     }
 }
 
-impl Socket {
+/// TouchDesigner's `Peer` calls on a connection, as an extension of
+/// [`Socket`] (bring it into scope with `use evstream::peer::TouchPeer` or
+/// `evstream::prelude::*`).
+pub trait TouchPeer {
     /// Sends text, byte slices and single byte values, in order, with no
     /// terminator (TouchDesigner's `sendBytes`); returns the number of bytes
     /// queued.
@@ -67,6 +72,7 @@ impl Socket {
     ///
     /// ```no_run
     /// # fn f(peer: &evstream::Socket) -> evstream::Result<()> {
+    /// use evstream::peer::TouchPeer;
     /// use evstream::peer::SendItem;
     /// // TouchDesigner: n.sendBytes('TYPE', 23, 255, 12, 0x34, b'\x01\x00')
     /// let sent = peer.send_bytes(&[
@@ -75,14 +81,7 @@ impl Socket {
     /// assert_eq!(sent, 11);
     /// # Ok(()) }
     /// ```
-    pub fn send_bytes(&self, items: &[SendItem<'_>]) -> Result<usize> {
-        let mut out = Vec::new();
-        for item in items {
-            item.append_to(&mut out);
-        }
-        self.write(&out)?;
-        Ok(out.len())
-    }
+    fn send_bytes(&self, items: &[SendItem<'_>]) -> Result<usize>;
 
     /// Sends strings, each followed by `terminator` (TouchDesigner's
     /// `send(*messages, terminator=…)`, with the terminator explicit: its
@@ -96,28 +95,17 @@ impl Socket {
     ///
     /// ```no_run
     /// # fn f(peer: &evstream::Socket) -> evstream::Result<()> {
+    /// use evstream::peer::TouchPeer;
     /// // TouchDesigner: n.send('Hello', 'World', terminator='\r\n')
     /// assert_eq!(peer.send(&["Hello", "World"], "\r\n")?, 14);
     /// # Ok(()) }
     /// ```
-    pub fn send(&self, messages: &[&str], terminator: &str) -> Result<usize> {
-        let mut out = Vec::new();
-        for message in messages {
-            out.extend_from_slice(message.as_bytes());
-            out.extend_from_slice(terminator.as_bytes());
-        }
-        self.write(&out)?;
-        Ok(out.len())
-    }
+    fn send(&self, messages: &[&str], terminator: &str) -> Result<usize>;
 
     /// The peer's host name as known without a lookup: the name given to
     /// `tcp_connect`, else the peer's address as text (TouchDesigner's
     /// `hostname` when the name is not known).
-    pub fn hostname(&self) -> Option<String> {
-        self.host()
-            .map(str::to_string)
-            .or_else(|| self.peer_addr().map(|addr| addr.ip().to_string()))
-    }
+    fn hostname(&self) -> Option<String>;
 
     /// Looks the peer's address up in reverse DNS (TouchDesigner's
     /// `hostname`), blocking the calling thread; on the loop thread prefer
@@ -127,13 +115,7 @@ impl Socket {
     ///
     /// [`Error::Closed`] before the connection is up, [`Error::Resolve`]
     /// when the lookup fails.
-    pub fn resolve_hostname(&self) -> Result<String> {
-        let ip: IpAddr = self.peer_addr().ok_or(Error::Closed)?.ip();
-        dns_lookup::lookup_addr(&ip).map_err(|err| Error::Resolve {
-            host: ip.to_string(),
-            reason: format!("{err:?}"),
-        })
-    }
+    fn resolve_hostname(&self) -> Result<String>;
 
     /// Sends OSC (TouchDesigner's `sendOSC`): each `(address, values)` pair
     /// becomes a message whose argument types are inferred as
@@ -153,6 +135,7 @@ impl Socket {
     ///
     /// ```no_run
     /// # fn f(peer: &evstream::Socket) -> evstream::Result<()> {
+    /// use evstream::peer::TouchPeer;
     /// use evstream::osc::{OscFraming, OscValue, SendOscOptions};
     /// // TouchDesigner: n.sendOSC('/abc', [1, b'abc', 'apple', True, None, float('inf')])
     /// let values: Vec<OscValue> = vec![
@@ -161,7 +144,62 @@ impl Socket {
     /// peer.send_osc(&[("/abc", values)], &SendOscOptions::default(), OscFraming::Osc10)?;
     /// # Ok(()) }
     /// ```
-    pub fn send_osc<A: AsRef<str>, V: AsRef<[OscValue]>>(
+    fn send_osc<A: AsRef<str>, V: AsRef<[OscValue]>>(
+        &self,
+        messages: &[(A, V)],
+        options: &SendOscOptions,
+        framing: OscFraming,
+    ) -> Result<usize>;
+
+    /// Closes the connection gracefully and says whether this call did it
+    /// (TouchDesigner's `close() -> bool`): `false` if it was already
+    /// closed.
+    fn close_peer(&self) -> bool;
+
+    /// The server that accepted this connection, or the loop it was made on
+    /// (TouchDesigner's `Peer.owner`).
+    fn owner(&self) -> Owner;
+}
+
+impl TouchPeer for Socket {
+    fn owner(&self) -> Owner {
+        Owner::of(self)
+    }
+
+    fn send_bytes(&self, items: &[SendItem<'_>]) -> Result<usize> {
+        let mut out = Vec::new();
+        for item in items {
+            item.append_to(&mut out);
+        }
+        self.write(&out)?;
+        Ok(out.len())
+    }
+
+    fn send(&self, messages: &[&str], terminator: &str) -> Result<usize> {
+        let mut out = Vec::new();
+        for message in messages {
+            out.extend_from_slice(message.as_bytes());
+            out.extend_from_slice(terminator.as_bytes());
+        }
+        self.write(&out)?;
+        Ok(out.len())
+    }
+
+    fn hostname(&self) -> Option<String> {
+        self.host()
+            .map(str::to_string)
+            .or_else(|| self.peer_addr().map(|addr| addr.ip().to_string()))
+    }
+
+    fn resolve_hostname(&self) -> Result<String> {
+        let ip: IpAddr = self.peer_addr().ok_or(Error::Closed)?.ip();
+        dns_lookup::lookup_addr(&ip).map_err(|err| Error::Resolve {
+            host: ip.to_string(),
+            reason: format!("{err:?}"),
+        })
+    }
+
+    fn send_osc<A: AsRef<str>, V: AsRef<[OscValue]>>(
         &self,
         messages: &[(A, V)],
         options: &SendOscOptions,
@@ -174,14 +212,11 @@ impl Socket {
             codec.encode(packet, &mut wire)?;
         }
         let len = wire.len();
-        self.conn().write_chunks(wire)?;
+        self.write_buffer(wire)?;
         Ok(len)
     }
 
-    /// Closes the connection gracefully and says whether this call did it
-    /// (TouchDesigner's `close() -> bool`): `false` if it was already
-    /// closed.
-    pub fn close_peer(&self) -> bool {
+    fn close_peer(&self) -> bool {
         let was_open = !self.is_closed();
         self.close();
         was_open

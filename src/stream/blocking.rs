@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 
-use super::{AsyncInputStream, AsyncIoStream, AsyncOutputStream};
+use super::mode::Mode;
+use super::EvStream;
 use crate::error::{Error, TimeoutKind};
 use crate::socket::Socket;
 
@@ -20,17 +21,7 @@ pub trait StreamSocket {
     fn stream_socket(&self) -> &Socket;
 }
 
-impl StreamSocket for AsyncIoStream {
-    fn stream_socket(&self) -> &Socket {
-        self.socket()
-    }
-}
-impl StreamSocket for AsyncInputStream {
-    fn stream_socket(&self) -> &Socket {
-        self.socket()
-    }
-}
-impl StreamSocket for AsyncOutputStream {
+impl<M: Mode> StreamSocket for EvStream<M> {
     fn stream_socket(&self) -> &Socket {
         self.socket()
     }
@@ -147,7 +138,9 @@ fn wait<T>(
 ) -> io::Result<T> {
     let waker = thread_waker();
     let mut cx = Context::from_waker(&waker);
-    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    // A timeout too long to represent as a deadline means "wait as long as
+    // it takes".
+    let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
     loop {
         if let Poll::Ready(result) = poll(&mut cx) {
             return result;

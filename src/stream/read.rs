@@ -1,26 +1,23 @@
 //! IOStream-style reads (turbo.lua, Tornado): until a delimiter, a pattern,
 //! a byte count or the close, straight out of the undrained input buffer.
 //!
-//! Every read runs on one engine, [`ReadHalf::read_frame`]: it looks for the
-//! end of a frame in the input buffer itself and, when the frame is there,
-//! takes exactly its bytes (without copying when they lie in one received
-//! chunk). While the frame is incomplete it takes the received chunks into a
-//! private buffer, so the connection's input buffer drains and reading goes
-//! on even when the frame is longer than the read high watermark; that
-//! private buffer is bounded by the read's `max_bytes` and goes back to the
-//! front of the input buffer if the read fails or is cancelled.
+//! Delimiter, count and until-close reads are [`FrameRead`](crate::socket::FrameRead)s:
+//! the socket searches its input buffer in place and takes exactly the
+//! frame, and while one waits the loop reads past the read high watermark
+//! as far as the frame may reach (never past `max_buffer_size`). A
+//! user-supplied matcher runs with no lock held, over bytes the read
+//! *holds* out of the input buffer (still counted as buffered; given back
+//! if the read fails or is cancelled).
 
-use std::future::poll_fn;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::future::{poll_fn, Future};
 use std::task::Poll;
 
 use bytes::Bytes;
 
-use super::{end_or_pending, prepend, Collected, ReadHalf};
-use crate::buffer::Buffer;
+use super::mode::Readable;
+use super::EvStream;
 use crate::error::{Error, Limit, Result};
-use crate::socket::Conn;
+use crate::socket::{FrameKind, InputEnd};
 
 /// What a read does to the connection when its `max_bytes` is exceeded.
 ///
@@ -37,241 +34,377 @@ pub enum LimitPolicy {
     Pause,
 }
 
-/// Counts an IOStream-style read in progress (`Socket::reading`).
-struct ReadingGuard(Arc<Conn>);
-
-impl ReadingGuard {
-    fn new(conn: &Arc<Conn>) -> Self {
-        conn.reads_in_progress.fetch_add(1, Ordering::AcqRel);
-        ReadingGuard(conn.clone())
-    }
-}
-
-impl Drop for ReadingGuard {
-    fn drop(&mut self) {
-        self.0.reads_in_progress.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl ReadHalf {
-    /// Waits for a frame whose end `find(buffer, searched)` reports (an
-    /// offset one past its last byte; `searched` is how much of `buffer` an
-    /// earlier call already looked at), at most `max` bytes long, and takes
-    /// it. `find` runs with no lock held, except when `trusted` (evstream's
-    /// own finders), which may look in the input buffer in place.
-    pub(super) async fn read_frame(
-        &mut self,
-        max: usize,
-        trusted: bool,
-        mut find: impl FnMut(&mut Buffer, usize) -> Option<usize>,
-    ) -> Result<Bytes> {
-        // The common case first, under one lock and with nothing to set up:
-        // the whole frame is already buffered.
-        if trusted && self.current.is_empty() {
-            let ready = self.conn().with_input(|input| {
-                let end = find(&mut input.buf, 0)?;
-                (end <= max).then(|| input.buf.split_to(end))
-            });
-            if let Some(frame) = ready {
-                return Ok(frame);
-            }
-        }
-        let conn = self.conn().clone();
-        let _reading = ReadingGuard::new(&conn);
-        let mut pending = Collected {
-            conn: conn.clone(),
-            buf: Buffer::new(),
+impl<M: Readable> EvStream<M> {
+    /// Runs one frame read, then applies the limit policy to a limit error
+    /// (a read to the end has no `max_bytes` of its own: it leaves the
+    /// connection as it is).
+    async fn read_frame(&mut self, kind: FrameKind<'_>, max: usize) -> Result<Bytes> {
+        self.return_lent();
+        let result = {
+            let mut read = self.socket.frame_read(kind, max);
+            poll_fn(|cx| read.poll(cx.waker())).await
         };
-        if !self.current.is_empty() {
-            pending.buf.push(std::mem::take(&mut self.current));
+        if !matches!(kind, FrameKind::UntilEnd) {
+            self.apply_policy(&result);
         }
-        let mut searched = 0;
-        let too_long = || Error::LimitExceeded {
-            what: Limit::FrameLength,
-            limit: max,
-        };
-        let result = poll_fn(|cx| {
-            // Under the lock: take what arrived (or, for our own finders,
-            // the frame itself when it is all there) and note the end.
-            let taken = conn.with_input(|input| {
-                if trusted && pending.buf.is_empty() {
-                    if let Some(end) = find(&mut input.buf, 0) {
-                        return Err(if end <= max {
-                            Ok(input.buf.split_to(end))
-                        } else {
-                            Err(too_long())
-                        });
-                    }
-                    searched = input.buf.len();
-                }
-                pending.buf.append(&mut input.buf);
-                Ok(end_or_pending(input, Some(cx.waker())))
-            });
-            let end = match taken {
-                Err(frame) => return Poll::Ready(frame),
-                Ok(end) => end,
-            };
-            // No lock held: look for the frame in what was taken.
-            if let Some(frame_end) = find(&mut pending.buf, searched) {
-                if frame_end > max {
-                    return Poll::Ready(Err(too_long()));
-                }
-                let frame = pending.buf.split_to(frame_end);
-                // What follows the frame goes back, ahead of anything that
-                // arrived meanwhile.
-                let rest = std::mem::take(&mut pending.buf);
-                if !rest.is_empty() {
-                    conn.with_input(|input| prepend(&mut input.buf, rest));
-                }
-                return Poll::Ready(Ok(frame));
-            }
-            searched = pending.buf.len();
-            if pending.buf.len() >= max {
-                return Poll::Ready(Err(too_long()));
-            }
-            match end {
-                Poll::Ready(Ok(())) => Poll::Ready(Err(Error::UnexpectedEof {
-                    needed: pending.buf.len() + 1,
-                    received: pending.buf.len(),
-                })),
-                Poll::Ready(Err(err)) => Poll::Ready(Err(Error::from(err))),
-                // The waker was registered under the lock: bytes that
-                // arrived since wake this task again.
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await;
-        // On failure `pending` gives its bytes back here, outside the lock.
-        drop(pending);
-        if let Err(Error::LimitExceeded { .. }) = &result {
+        result
+    }
+
+    fn apply_policy<T>(&self, result: &Result<T>) {
+        if let Err(Error::LimitExceeded { .. }) = result {
             match self.policy {
                 LimitPolicy::Close => self.socket.close(),
                 LimitPolicy::Pause => self.socket.pause_reading(),
             }
         }
-        result
     }
 
-    pub(super) async fn read_until(
-        &mut self,
-        delimiter: &[u8],
-        max: usize,
-        keep: bool,
-    ) -> Result<Bytes> {
+    /// What IOStream-style reads do when their `max_bytes` is exceeded
+    /// (close, the default, or pause).
+    pub fn set_limit_policy(&mut self, policy: LimitPolicy) {
+        self.policy = policy;
+    }
+
+    /// Reads up to and including the first `delimiter` (turbo's and
+    /// Tornado's `read_until`). The frame, delimiter included, may be at
+    /// most `max_bytes` long.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LimitExceeded`] (`FrameLength`, naming `max_bytes`) when
+    /// `max_bytes` arrive without a delimiter, or (`InputBuffer`) when the
+    /// connection's `max_buffer_size` fills first — the bytes stay in the
+    /// input buffer and the [`LimitPolicy`] applies;
+    /// [`Error::UnexpectedEof`] if the connection ends first (the bytes stay
+    /// too); [`Error::InvalidInput`] for an empty delimiter; the
+    /// connection's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: bytes leave the input buffer only with the whole frame.
+    pub async fn read_until(&mut self, delimiter: &[u8], max_bytes: usize) -> Result<Bytes> {
         if delimiter.is_empty() {
             return Err(Error::InvalidInput("empty delimiter".into()));
         }
-        let overlap = delimiter.len() - 1;
-        let mut frame = self
-            .read_frame(max, true, |buf, searched| {
-                buf.search_from(searched.saturating_sub(overlap), delimiter)
-                    .map(|at| at + delimiter.len())
-            })
-            .await?;
-        if !keep {
-            frame.truncate(frame.len() - delimiter.len());
-        }
+        self.read_frame(FrameKind::Delimiter(delimiter), max_bytes)
+            .await
+    }
+
+    /// As [`read_until`](Self::read_until), without the delimiter in the
+    /// result (it is still consumed).
+    ///
+    /// # Errors
+    ///
+    /// As [`read_until`](Self::read_until).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn read_until_excluding(
+        &mut self,
+        delimiter: &[u8],
+        max_bytes: usize,
+    ) -> Result<Bytes> {
+        let mut frame = self.read_until(delimiter, max_bytes).await?;
+        frame.truncate(frame.len() - delimiter.len());
         Ok(frame)
     }
 
-    pub(super) async fn read_until_match(
+    /// Reads a frame whose end `matcher` finds: it sees the buffered bytes
+    /// (up to `max_bytes`, made contiguous) and returns the offset one past
+    /// the frame's last byte, or `None` to wait for more. The predicate form
+    /// of Tornado's `read_until_regex`. The matcher runs with no lock held.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_until`](Self::read_until).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the bytes the read holds go back to the front of the
+    /// input buffer, in order.
+    pub async fn read_until_match(
         &mut self,
-        max: usize,
+        max_bytes: usize,
         mut matcher: impl FnMut(&[u8]) -> Option<usize>,
     ) -> Result<Bytes> {
-        // The matcher is user code: it runs with no lock held.
-        self.read_frame(max, false, |buf, _| {
+        self.return_lent();
+        let mut hold = self.socket.hold_input();
+        let result = poll_fn(|cx| {
+            let end = hold.pull(Some(cx.waker()));
+            let held = hold.held().len();
             // A pattern needs contiguous bytes; only what a frame may span
-            // (at most `max`) is made contiguous.
-            let n = buf.len().min(max);
-            if n == 0 {
-                return None;
+            // (at most `max_bytes`) is made contiguous.
+            let span = held.min(max_bytes);
+            if span > 0 {
+                let found = matcher(hold.buffer().contiguous(span)).filter(|&at| at <= span);
+                if let Some(at) = found {
+                    let frame = hold.buffer().split_to(at);
+                    hold.give_back();
+                    return Poll::Ready(Ok(frame));
+                }
             }
-            matcher(buf.contiguous(n)).filter(|&end| end <= n)
+            if held >= max_bytes {
+                return Poll::Ready(Err(Error::LimitExceeded {
+                    what: Limit::FrameLength,
+                    limit: max_bytes,
+                }));
+            }
+            match end {
+                InputEnd::Open if hold.is_full() => Poll::Ready(Err(Error::LimitExceeded {
+                    what: Limit::InputBuffer,
+                    limit: hold.limit(),
+                })),
+                InputEnd::Open => Poll::Pending,
+                InputEnd::Ended => Poll::Ready(Err(Error::UnexpectedEof {
+                    needed: held + 1,
+                    received: held,
+                })),
+                InputEnd::Failed(err) => Poll::Ready(Err(err)),
+            }
         })
-        .await
+        .await;
+        // On failure the held bytes go back here.
+        drop(hold);
+        self.apply_policy(&result);
+        result
     }
 
-    pub(super) async fn read_bytes(&mut self, n: usize) -> Result<Bytes> {
+    /// Reads up to the end of the first match of `pattern` (turbo's
+    /// `read_until_pattern`, Tornado's `read_until_regex`). The pattern
+    /// runs on what is buffered so far, so a match that more bytes could
+    /// extend is taken as it stands.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_until`](Self::read_until).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    #[cfg(feature = "regex")]
+    pub async fn read_until_regex(
+        &mut self,
+        pattern: &regex::bytes::Regex,
+        max_bytes: usize,
+    ) -> Result<Bytes> {
+        self.read_until_match(max_bytes, |bytes| pattern.find(bytes).map(|m| m.end()))
+            .await
+    }
+
+    /// Reads exactly `n` bytes (turbo's `read_bytes`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedEof`] (saying how many arrived; they stay
+    /// buffered) if the connection ends first; [`Error::LimitExceeded`] if
+    /// `n` is above `max_buffer_size` (use
+    /// [`read_bytes_streaming`](Self::read_bytes_streaming)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn read_bytes(&mut self, n: usize) -> Result<Bytes> {
         if n == 0 {
             return Ok(Bytes::new());
         }
-        let limit = self.conn().config.max_buffer_size;
+        let limit = self.socket.max_buffer_size();
         if n > limit {
             return Err(Error::LimitExceeded {
                 what: Limit::InputBuffer,
                 limit,
             });
         }
-        let result = self
-            .read_frame(n, true, |buf, _| (buf.len() >= n).then_some(n))
-            .await;
-        match result {
-            Err(Error::UnexpectedEof { received, .. }) => Err(Error::UnexpectedEof {
-                needed: n,
-                received,
-            }),
-            other => other,
-        }
+        self.read_frame(FrameKind::Exactly(n), n).await
+    }
+
+    /// Reads everything until the peer closes and returns it as one `Bytes`
+    /// (no copy when it all arrived in one chunk).
+    ///
+    /// # Errors
+    ///
+    /// The connection's error, or [`Error::LimitExceeded`] when more than
+    /// `max_buffer_size` arrives before the end; the bytes stay in the input
+    /// buffer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: bytes leave the input buffer only at the end.
+    pub async fn read_until_close(&mut self) -> Result<Bytes> {
+        let limit = self.socket.max_buffer_size();
+        self.read_frame(FrameKind::UntilEnd, limit).await
+    }
+
+    /// Hands the next `n` bytes to `on_chunk` as they arrive, chunk by chunk
+    /// without copying (turbo's `streaming_callback`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedEof`] if the connection ends first (the chunks
+    /// before it were delivered); the connection's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: chunks are taken only as they are delivered.
+    pub async fn read_bytes_streaming(
+        &mut self,
+        n: usize,
+        on_chunk: impl FnMut(Bytes),
+    ) -> Result<()> {
+        self.read_streaming(Some(n), on_chunk).await.map(|_| ())
+    }
+
+    /// Hands every chunk to `on_chunk` as it arrives until the peer closes;
+    /// returns the byte count. Memory stays bounded whatever the peer sends.
+    ///
+    /// # Errors
+    ///
+    /// The connection's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: chunks are taken only as they are delivered.
+    pub async fn read_until_close_streaming(
+        &mut self,
+        on_chunk: impl FnMut(Bytes),
+    ) -> Result<usize> {
+        self.read_streaming(None, on_chunk).await
     }
 
     /// Hands received chunks to `on_chunk` as they arrive until `n` bytes
     /// (or, with `None`, the end) have gone by.
-    pub(super) async fn read_streaming(
+    async fn read_streaming(
         &mut self,
         n: Option<usize>,
         mut on_chunk: impl FnMut(Bytes),
     ) -> Result<usize> {
-        let conn = self.conn().clone();
-        let _reading = ReadingGuard::new(&conn);
         let mut delivered = 0usize;
-        let mut batch = Vec::new();
-        if !self.current.is_empty() {
-            let mut first = std::mem::take(&mut self.current);
-            if let Some(n) = n {
-                if first.len() > n {
-                    self.current = first.split_off(n);
-                }
-            }
-            delivered += first.len();
-            on_chunk(first);
-        }
         loop {
-            if n.is_some_and(|n| delivered >= n) {
+            let want = n.map_or(usize::MAX, |n| n - delivered);
+            if want == 0 {
                 return Ok(delivered);
             }
-            let end = poll_fn(|cx| {
-                conn.with_input(|input| {
-                    while let Some(chunk) = input.buf.front_chunk() {
-                        let want = n.map_or(usize::MAX, |n| n - delivered);
-                        let taken = want.min(chunk.len());
-                        if taken == 0 {
-                            break;
-                        }
-                        delivered += taken;
-                        batch.push(input.buf.split_to(taken));
-                    }
-                    if !batch.is_empty() {
-                        return Poll::Ready(Ok(false));
-                    }
-                    end_or_pending(input, Some(cx.waker()))
-                        .map(|r| r.map(|()| true).map_err(Error::from))
-                })
-            })
-            .await?;
-            // The callback runs with no lock held.
-            for chunk in batch.drain(..) {
-                on_chunk(chunk);
-            }
-            if end {
+            let chunk = if self.lent.is_empty() {
+                poll_fn(|cx| self.socket.poll_chunk(want, Some(cx.waker())))
+                    .await
+                    .map_err(Error::from)?
+            } else {
+                self.lent.take(want)
+            };
+            if chunk.is_empty() {
                 return match n {
-                    Some(n) if delivered < n => Err(Error::UnexpectedEof {
+                    Some(n) => Err(Error::UnexpectedEof {
                         needed: n,
                         received: delivered,
                     }),
-                    _ => Ok(delivered),
+                    None => Ok(delivered),
                 };
             }
+            delivered += chunk.len();
+            // The callback runs with no lock held.
+            on_chunk(chunk);
         }
+    }
+
+    /// Callback form of [`read_until`](Self::read_until): `callback` runs on
+    /// the loop thread with the stream (to issue the next read) and the
+    /// result.
+    pub fn read_until_cb(
+        self,
+        delimiter: impl Into<Vec<u8>>,
+        max_bytes: usize,
+        callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+    ) {
+        let delimiter = delimiter.into();
+        self.on_loop(move |mut stream| async move {
+            let result = stream.read_until(&delimiter, max_bytes).await;
+            callback(stream, result)
+        });
+    }
+
+    /// Callback form of [`read_until_match`](Self::read_until_match).
+    pub fn read_until_match_cb(
+        self,
+        max_bytes: usize,
+        matcher: impl FnMut(&[u8]) -> Option<usize> + Send + 'static,
+        callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+    ) {
+        self.on_loop(move |mut stream| async move {
+            let result = stream.read_until_match(max_bytes, matcher).await;
+            callback(stream, result)
+        });
+    }
+
+    /// Callback form of [`read_until_regex`](Self::read_until_regex).
+    #[cfg(feature = "regex")]
+    pub fn read_until_regex_cb(
+        self,
+        pattern: regex::bytes::Regex,
+        max_bytes: usize,
+        callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+    ) {
+        self.on_loop(move |mut stream| async move {
+            let result = stream.read_until_regex(&pattern, max_bytes).await;
+            callback(stream, result)
+        });
+    }
+
+    /// Callback form of [`read_bytes`](Self::read_bytes), with an optional
+    /// streaming callback: with one, `on_chunk` receives the bytes as they
+    /// arrive and the final callback gets an empty `Bytes` (turbo's
+    /// `read_bytes(n, callback, streaming_callback)`).
+    pub fn read_bytes_cb(
+        self,
+        n: usize,
+        on_chunk: Option<Box<dyn FnMut(Bytes) + Send>>,
+        callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+    ) {
+        self.on_loop(move |mut stream| async move {
+            let result = match on_chunk {
+                Some(on_chunk) => stream
+                    .read_bytes_streaming(n, on_chunk)
+                    .await
+                    .map(|()| Bytes::new()),
+                None => stream.read_bytes(n).await,
+            };
+            callback(stream, result)
+        });
+    }
+
+    /// Callback form of [`read_until_close`](Self::read_until_close): the
+    /// callback runs on the loop thread with everything received once the
+    /// peer closes (or with the error).
+    pub fn read_until_close_cb(self, callback: impl FnOnce(Result<Bytes>) + Send + 'static) {
+        self.on_loop(move |mut stream| async move { callback(stream.read_until_close().await) });
+    }
+
+    /// Callback form of reading until the peer closes, with an optional
+    /// streaming callback (then the final callback gets an empty `Bytes`),
+    /// turbo's `read_until_close(callback, streaming_callback)`.
+    pub fn read_until_close_streaming_cb(
+        self,
+        on_chunk: Option<Box<dyn FnMut(Bytes) + Send>>,
+        callback: impl FnOnce(Self, Result<Bytes>) + Send + 'static,
+    ) {
+        self.on_loop(move |mut stream| async move {
+            let result = match on_chunk {
+                Some(on_chunk) => stream
+                    .read_until_close_streaming(on_chunk)
+                    .await
+                    .map(|_| Bytes::new()),
+                None => stream.read_until_close().await,
+            };
+            callback(stream, result)
+        });
+    }
+
+    /// Runs `op(self)` as a task on the connection's loop.
+    fn on_loop<F, Fut>(self, op: F)
+    where
+        F: FnOnce(Self) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handle = self.socket.loop_handle().clone();
+        handle.spawn(op(self));
     }
 }

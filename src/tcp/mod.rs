@@ -2,7 +2,6 @@
 //! options both take ([`TcpOptions`]).
 
 mod options;
-mod resolve;
 mod server;
 
 pub use options::{
@@ -11,11 +10,11 @@ pub use options::{
 };
 pub use server::{Owner, ServerOptions, TcpServer, UnixServer};
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use crate::error::Result;
-use crate::event_loop::{lock, LoopHandle};
-use crate::socket::{Conn, Driver, Socket, Target, WriteState};
+use crate::event_loop::LoopHandle;
+use crate::socket::{connect, Socket, Target};
 
 /// Connects to `host:port` on `handle`'s loop (cl-async's `tcp-connect`).
 ///
@@ -33,7 +32,9 @@ use crate::socket::{Conn, Driver, Socket, Target, WriteState};
 ///
 /// # Errors
 ///
-/// Only invalid options fail here ([`Error::InvalidInput`](crate::Error::InvalidInput));
+/// Only invalid options ([`Error::InvalidInput`](crate::Error::InvalidInput))
+/// and a loop that is stopped for good
+/// ([`Error::LoopStopped`](crate::Error::LoopStopped)) fail here;
 /// everything about the network is reported to the callbacks.
 ///
 /// # Examples
@@ -61,29 +62,24 @@ pub fn tcp_connect(
     port: u16,
     options: TcpOptions,
 ) -> Result<Socket> {
-    let target = match host.parse::<IpAddr>() {
-        Ok(ip) => Target::Addrs(vec![SocketAddr::new(ip, port)]),
-        Err(_) => Target::Resolving,
-    };
-    let resolve = matches!(target, Target::Resolving);
-    let socket = start(handle, options, target, Some(host.to_string()))?;
-    if resolve {
-        resolve::resolve(host.to_string(), port, socket.conn().clone());
-    }
-    Ok(socket)
+    connect(
+        handle,
+        options.into_setup()?,
+        Target::Host(host.to_string(), port),
+    )
 }
 
 /// Connects to an already resolved address; see [`tcp_connect`].
 ///
 /// # Errors
 ///
-/// Only invalid options fail here.
+/// Only invalid options, or a loop stopped for good, fail here.
 pub fn tcp_connect_addr(
     handle: &LoopHandle,
     addr: SocketAddr,
     options: TcpOptions,
 ) -> Result<Socket> {
-    start(handle, options, Target::Addrs(vec![addr]), None)
+    connect(handle, options.into_setup()?, Target::Addrs(vec![addr]))
 }
 
 /// Connects to the Unix domain socket at `path` (Godot's `StreamPeerUDS`),
@@ -128,43 +124,9 @@ pub fn unix_connect(
     path: impl AsRef<std::path::Path>,
     options: TcpOptions,
 ) -> Result<Socket> {
-    start(
+    connect(
         handle,
-        options,
+        options.into_setup()?,
         Target::Unix(path.as_ref().to_path_buf()),
-        None,
     )
-}
-
-fn start(
-    handle: &LoopHandle,
-    options: TcpOptions,
-    target: Target,
-    host: Option<String>,
-) -> Result<Socket> {
-    options.validate()?;
-    let TcpOptions {
-        callbacks,
-        config,
-        data,
-        ..
-    } = options;
-    let conn = Conn::new(
-        handle.clone(),
-        config,
-        &callbacks,
-        WriteState::Connecting,
-        host,
-    );
-    if let Some(data) = data {
-        lock(&conn.output).buf.push(data);
-        conn.output_pending
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    // The user's handle must exist before the loop can see the connection:
-    // otherwise a handle the loop makes and drops for a callback could be
-    // taken for the last one, closing a connection without callbacks.
-    let socket = Socket::from_conn(conn.clone());
-    handle.call(move |core| Driver::spawn(core, conn, callbacks, target));
-    Ok(socket)
 }

@@ -2,13 +2,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::error::{Error, Event, Result};
-use crate::socket::{Callbacks, Config, Socket};
+use crate::error::{Error, Result};
+use crate::socket::{Callbacks, Config, Event, Setup, Socket};
 
 /// Default read high watermark: the most a connection buffers for a reader
 /// that does not keep up.
@@ -28,9 +28,12 @@ pub const DEFAULT_CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// or for every connection a [`TcpServer`](crate::TcpServer) accepts.
 ///
 /// A builder: every method takes and returns `self`. Callbacks run on the
-/// loop thread; a server shares one set of callbacks between all its
-/// connections, which is why they are `Send` and why the options are
-/// `Clone`.
+/// loop thread. A server shares one set of callbacks between all its
+/// connections (and a loop group between its loops), which is why they are
+/// `Fn + Send + Sync` and why the options are `Clone`: calling one takes no
+/// lock, so connections never wait for each other's callbacks. Keep
+/// per-connection state in the socket's [user data](Socket::set_data), and
+/// shared state behind your own `Mutex` or atomics.
 ///
 /// # Modes
 ///
@@ -133,8 +136,8 @@ impl TcpOptions {
     /// Drain mode: `callback(socket, bytes)` receives every chunk of new
     /// bytes, once per readiness event (more than one call only when one
     /// event brings more than a read block holds).
-    pub fn read_cb(mut self, callback: impl FnMut(&Socket, Bytes) + Send + 'static) -> Self {
-        self.callbacks_mut().read = Some(Arc::new(Mutex::new(callback)));
+    pub fn read_cb(mut self, callback: impl Fn(&Socket, Bytes) + Send + Sync + 'static) -> Self {
+        self.callbacks_mut().read = Some(Arc::new(callback));
         self
     }
 
@@ -144,8 +147,8 @@ impl TcpOptions {
     /// again on the next turn while it keeps taking bytes and leaves some,
     /// and once at EOF, so a reader sees the end (`read` then gives the
     /// rest, then `Ok(0)`).
-    pub fn notify_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
-        self.callbacks_mut().notify = Some(Arc::new(Mutex::new(callback)));
+    pub fn notify_cb(mut self, callback: impl Fn(&Socket) + Send + Sync + 'static) -> Self {
+        self.callbacks_mut().notify = Some(Arc::new(callback));
         self.dont_drain = true;
         self
     }
@@ -153,22 +156,22 @@ impl TcpOptions {
     /// `callback(socket)` runs when the output buffer drains to the write
     /// low watermark (0 by default), i.e. when what was written has been
     /// handed to the kernel.
-    pub fn write_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
-        self.callbacks_mut().write = Some(Arc::new(Mutex::new(callback)));
+    pub fn write_cb(mut self, callback: impl Fn(&Socket) + Send + Sync + 'static) -> Self {
+        self.callbacks_mut().write = Some(Arc::new(callback));
         self
     }
 
     /// `callback(socket, event)` receives [`Event`]s: connected, EOF,
     /// timeouts, errors and the final `Closed`.
-    pub fn event_cb(mut self, callback: impl FnMut(&Socket, Event) + Send + 'static) -> Self {
-        self.callbacks_mut().event = Some(Arc::new(Mutex::new(callback)));
+    pub fn event_cb(mut self, callback: impl Fn(&Socket, Event) + Send + Sync + 'static) -> Self {
+        self.callbacks_mut().event = Some(Arc::new(callback));
         self
     }
 
     /// `callback(socket)` runs once the connection is established (for a
     /// server: once per accepted connection).
-    pub fn connect_cb(mut self, callback: impl FnMut(&Socket) + Send + 'static) -> Self {
-        self.callbacks_mut().connect = Some(Arc::new(Mutex::new(callback)));
+    pub fn connect_cb(mut self, callback: impl Fn(&Socket) + Send + Sync + 'static) -> Self {
+        self.callbacks_mut().connect = Some(Arc::new(callback));
         self
     }
 
@@ -185,6 +188,12 @@ impl TcpOptions {
     pub fn dont_drain(mut self, dont_drain: bool) -> Self {
         self.dont_drain = dont_drain;
         self
+    }
+
+    /// Stream mode: dont-drain, so the bytes wait in the input buffer for a
+    /// stream to read them (cl-async's `:stream t`).
+    pub fn stream(self, on: bool) -> Self {
+        self.dont_drain(on)
     }
 
     /// Idle read timeout: reported when no byte arrives for this long while
@@ -261,6 +270,16 @@ impl TcpOptions {
     pub fn close_linger(mut self, linger: Duration) -> Self {
         self.config_mut().close_linger = linger;
         self
+    }
+
+    /// What a connection is made from, once the options are validated.
+    pub(crate) fn into_setup(self) -> Result<Setup> {
+        self.validate()?;
+        Ok(Setup {
+            config: self.config,
+            callbacks: self.callbacks,
+            data: self.data,
+        })
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

@@ -3,21 +3,13 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::TcpOptions;
 use crate::error::{Error, Result};
-use crate::event_loop::{Core, LoopHandle, Readiness, Registration, Source, Step};
-use crate::socket::{Callbacks, Config, Conn, Driver, NetListener, Target, WriteState};
-
-const UNREGISTERED: usize = usize::MAX;
-/// After an accept error such as EMFILE, try again after this long: the
-/// edge that announced the waiting connections has been consumed.
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-const TOKEN_RETRY: u64 = 1;
+use crate::event_loop::LoopHandle;
+use crate::socket::{listen as start_listening, ListenerShared, NetListener, Socket};
 
 /// Options for [`TcpServer::bind`].
 ///
@@ -87,16 +79,6 @@ impl ServerOptions {
     }
 }
 
-pub(crate) struct ServerShared {
-    handle: LoopHandle,
-    /// Set for a TCP server.
-    local_addr: Option<SocketAddr>,
-    /// Set for a Unix domain socket server.
-    local_path: Option<PathBuf>,
-    key: AtomicUsize,
-    closed: AtomicBool,
-}
-
 /// A listening TCP server on a loop. `Send + Sync + Clone`; every clone is
 /// the same server.
 ///
@@ -116,13 +98,13 @@ pub(crate) struct ServerShared {
 /// ```
 #[derive(Clone)]
 pub struct TcpServer {
-    shared: Arc<ServerShared>,
+    shared: Arc<ListenerShared>,
 }
 
 impl fmt::Debug for TcpServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpServer")
-            .field("local_addr", &self.shared.local_addr)
+            .field("local_addr", &self.shared.local_addr())
             .field("closed", &self.is_closed())
             .finish()
     }
@@ -140,15 +122,17 @@ pub enum Owner {
     Loop(LoopHandle),
 }
 
-impl crate::Socket {
-    /// The server that accepted this connection, or the loop it was made
-    /// on (TouchDesigner's `Peer.owner`).
-    pub fn owner(&self) -> Owner {
-        let owner = crate::event_loop::lock(&self.conn().owner).clone();
-        match owner.and_then(|owner| owner.downcast::<ServerShared>().ok()) {
-            Some(shared) if shared.local_path.is_some() => Owner::UnixServer(UnixServer { shared }),
-            Some(shared) => Owner::Server(TcpServer { shared }),
-            None => Owner::Loop(self.loop_handle().clone()),
+impl Owner {
+    /// What owns `socket`: the server that accepted it, or its loop.
+    pub(crate) fn of(socket: &Socket) -> Owner {
+        match socket.listener() {
+            Some(shared) if shared.local_path().is_some() => Owner::UnixServer(UnixServer {
+                shared: shared.clone(),
+            }),
+            Some(shared) => Owner::Server(TcpServer {
+                shared: shared.clone(),
+            }),
+            None => Owner::Loop(socket.loop_handle().clone()),
         }
     }
 }
@@ -163,8 +147,9 @@ impl TcpServer {
     ///
     /// # Errors
     ///
-    /// Invalid connection options, an address that does not resolve, or
-    /// the operating system refusing to bind or listen.
+    /// Invalid connection options, an address that does not resolve, the
+    /// operating system refusing to bind or listen, or a loop stopped for
+    /// good ([`Error::LoopStopped`]).
     pub fn bind(
         handle: &LoopHandle,
         addr: impl ToSocketAddrs,
@@ -177,13 +162,13 @@ impl TcpServer {
             match listen(addr, &options) {
                 Ok(listener) => {
                     let local_addr = listener.local_addr()?;
-                    let shared = start(
+                    let shared = start_listening(
                         handle,
                         NetListener::Tcp(listener),
                         Some(local_addr),
                         None,
-                        options,
-                    );
+                        options.connection.into_setup()?,
+                    )?;
                     return Ok(TcpServer { shared });
                 }
                 Err(err) => last_error = Some(err),
@@ -196,24 +181,26 @@ impl TcpServer {
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr.expect("a TCP server has an address")
+        self.shared
+            .local_addr()
+            .expect("a TCP server has an address")
     }
 
     /// The loop the server accepts on.
     pub fn loop_handle(&self) -> &LoopHandle {
-        &self.shared.handle
+        self.shared.handle()
     }
 
     /// Stops listening and releases the socket (cl-async's
     /// `close-tcp-server`). Connections already accepted go on.
     /// Idempotent.
     pub fn close(&self) {
-        close_server(&self.shared);
+        self.shared.close();
     }
 
     /// Whether [`close`](TcpServer::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::SeqCst)
+        self.shared.is_closed()
     }
 }
 
@@ -228,61 +215,6 @@ fn listen(addr: SocketAddr, options: &ServerOptions) -> io::Result<TcpListener> 
     socket.listen(options.backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-/// Registers `listener` on `handle`'s loop and starts accepting.
-fn start(
-    handle: &LoopHandle,
-    listener: NetListener,
-    local_addr: Option<SocketAddr>,
-    local_path: Option<PathBuf>,
-    options: ServerOptions,
-) -> Arc<ServerShared> {
-    let shared = Arc::new(ServerShared {
-        handle: handle.clone(),
-        local_addr,
-        local_path,
-        key: AtomicUsize::new(UNREGISTERED),
-        closed: AtomicBool::new(false),
-    });
-    let server = shared.clone();
-    let TcpOptions {
-        callbacks, config, ..
-    } = options.connection;
-    handle.call(move |core| {
-        let key = core.reserve_key();
-        server.key.store(key, Ordering::SeqCst);
-        if server.closed.load(Ordering::SeqCst) {
-            core.unreserve(key);
-            return;
-        }
-        match Registration::new(core.poller(), Arc::new(listener), key) {
-            Ok(registration) => core.fill(
-                key,
-                Box::new(Acceptor {
-                    shared: server,
-                    registration,
-                    callbacks,
-                    config,
-                }),
-            ),
-            Err(err) => {
-                eprintln!("evstream: cannot register server socket: {err}");
-                server.closed.store(true, Ordering::SeqCst);
-                core.unreserve(key);
-            }
-        }
-    });
-    shared
-}
-
-fn close_server(shared: &ServerShared) {
-    if !shared.closed.swap(true, Ordering::SeqCst) {
-        let key = shared.key.load(Ordering::SeqCst);
-        if key != UNREGISTERED {
-            shared.handle.wake_source(key);
-        }
-    }
 }
 
 /// A listening Unix domain socket server: the same connections, callbacks
@@ -306,13 +238,13 @@ fn close_server(shared: &ServerShared) {
 /// ```
 #[derive(Clone)]
 pub struct UnixServer {
-    shared: Arc<ServerShared>,
+    shared: Arc<ListenerShared>,
 }
 
 impl fmt::Debug for UnixServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnixServer")
-            .field("local_path", &self.shared.local_path)
+            .field("local_path", &self.shared.local_path())
             .field("closed", &self.is_closed())
             .finish()
     }
@@ -340,27 +272,24 @@ impl UnixServer {
         socket.listen(options.backlog)?;
         socket.set_nonblocking(true)?;
         let listener = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(socket));
-        let shared = start(
+        let shared = start_listening(
             handle,
             NetListener::Unix(listener),
             None,
             Some(path),
-            options,
-        );
+            options.connection.into_setup()?,
+        )?;
         Ok(UnixServer { shared })
     }
 
     /// The path the server listens on.
     pub fn local_path(&self) -> &Path {
-        self.shared
-            .local_path
-            .as_deref()
-            .expect("a Unix server has a path")
+        self.shared.local_path().expect("a Unix server has a path")
     }
 
     /// The loop the server accepts on.
     pub fn loop_handle(&self) -> &LoopHandle {
-        &self.shared.handle
+        self.shared.handle()
     }
 
     /// Stops listening and removes the socket file. Connections already
@@ -369,93 +298,11 @@ impl UnixServer {
         if !self.is_closed() {
             let _ = std::fs::remove_file(self.local_path());
         }
-        close_server(&self.shared);
+        self.shared.close();
     }
 
     /// Whether [`close`](UnixServer::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::SeqCst)
-    }
-}
-
-/// The loop-side half of a server.
-struct Acceptor {
-    shared: Arc<ServerShared>,
-    registration: Registration<NetListener>,
-    callbacks: Arc<Callbacks>,
-    config: Arc<Config>,
-}
-
-impl Acceptor {
-    fn accept_all(&mut self, core: &mut Core, key: usize) {
-        loop {
-            match self.registration.source().accept() {
-                Ok((stream, peer)) => {
-                    let conn = Conn::new(
-                        self.shared.handle.clone(),
-                        self.config.clone(),
-                        &self.callbacks,
-                        WriteState::Connecting,
-                        None,
-                    );
-                    *crate::event_loop::lock(&conn.owner) = Some(self.shared.clone());
-                    // A server on one address is every connection's local
-                    // address; one on a wildcard address must ask.
-                    let local = self
-                        .shared
-                        .local_addr
-                        .filter(|addr| !addr.ip().is_unspecified());
-                    let target = Target::Accepted {
-                        stream,
-                        peer,
-                        local,
-                    };
-                    Driver::spawn(core, conn, self.callbacks.clone(), target);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(_) => {
-                    // Out of descriptors or memory: the waiting connections
-                    // stay queued; try again shortly.
-                    core.add_timer(core.now() + ACCEPT_RETRY, key, TOKEN_RETRY);
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl Source for Acceptor {
-    fn on_ready(&mut self, core: &mut Core, key: usize, ready: Readiness) -> Step {
-        if self.shared.closed.load(Ordering::SeqCst) {
-            return Step::Remove;
-        }
-        if ready.readable {
-            self.accept_all(core, key);
-        }
-        Step::Keep
-    }
-
-    fn on_wake(&mut self, core: &mut Core, key: usize) -> Step {
-        if self.shared.closed.load(Ordering::SeqCst) {
-            return Step::Remove;
-        }
-        // Connections may have queued before registration.
-        self.accept_all(core, key);
-        Step::Keep
-    }
-
-    fn on_timer(&mut self, core: &mut Core, key: usize, token: u64) -> Step {
-        if self.shared.closed.load(Ordering::SeqCst) {
-            return Step::Remove;
-        }
-        if token == TOKEN_RETRY {
-            self.accept_all(core, key);
-        }
-        Step::Keep
+        self.shared.is_closed()
     }
 }

@@ -35,7 +35,7 @@ impl Drop for LoopThread {
 
 /// An `event_cb` that forwards every event to a channel.
 pub fn event_channel() -> (
-    impl FnMut(&Socket, Event) + Send + Clone + 'static,
+    impl Fn(&Socket, Event) + Send + Sync + Clone + 'static,
     Receiver<Event>,
 ) {
     let (tx, rx) = mpsc::channel();
@@ -157,7 +157,7 @@ pub fn assert_same(what: &str, got: &[u8], expected: &[u8]) {
 
 /// A `read_cb` (drain mode) that forwards every chunk to a channel.
 pub fn data_channel() -> (
-    impl FnMut(&Socket, bytes::Bytes) + Send + 'static,
+    impl Fn(&Socket, bytes::Bytes) + Send + Sync + 'static,
     Receiver<bytes::Bytes>,
 ) {
     let (tx, rx) = mpsc::channel();
@@ -244,4 +244,25 @@ pub fn channel_waker() -> (std::task::Waker, Receiver<()>) {
     let (tx, rx) = channel();
     let wake = ChannelWake(std::sync::Mutex::new(tx));
     (std::task::Waker::from(std::sync::Arc::new(wake)), rx)
+}
+
+/// Adapts a stateful two-argument callback (`read_cb`, `event_cb`,
+/// `on_frame`…) to the `Fn + Sync` that callbacks must be: its state goes
+/// behind a mutex. Callbacks share no lock in the library; this is the
+/// test's own.
+pub fn stateful<A, F>(f: F) -> impl Fn(&Socket, A) + Send + Sync + 'static
+where
+    F: FnMut(&Socket, A) + Send + 'static,
+{
+    let f = std::sync::Mutex::new(f);
+    move |socket: &Socket, arg: A| (f.lock().unwrap())(socket, arg)
+}
+
+/// [`stateful`] for one-argument callbacks (`notify_cb`, `write_cb`…).
+pub fn stateful1<F>(f: F) -> impl Fn(&Socket) + Send + Sync + 'static
+where
+    F: FnMut(&Socket) + Send + 'static,
+{
+    let f = std::sync::Mutex::new(f);
+    move |socket: &Socket| (f.lock().unwrap())(socket)
 }

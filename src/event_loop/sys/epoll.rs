@@ -3,13 +3,12 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags, Timespec};
 
-use super::Readiness;
+use super::{NotifyLatch, Readiness};
 
 /// The key of the eventfd that wakes the loop.
 const NOTIFY_KEY: u64 = u64::MAX;
@@ -17,9 +16,9 @@ const NOTIFY_KEY: u64 = u64::MAX;
 pub(crate) struct Poller {
     epoll: OwnedFd,
     wake: OwnedFd,
-    /// Set by `notify` until the loop has consumed the wake-up, so a burst
-    /// of notifications costs one `write`.
-    notified: AtomicBool,
+    /// Closed by `notify` until the loop has consumed the wake-up, so a
+    /// burst of notifications costs one `write`.
+    latch: NotifyLatch,
 }
 
 /// How many events one `epoll_wait` returns at most.
@@ -43,14 +42,14 @@ impl Events {
     }
 
     /// The readiness of each source, by key.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, Readiness)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, Readiness)> + '_ {
         self.list.iter().filter_map(|&(key, flags)| {
             if key == NOTIFY_KEY {
                 return None;
             }
             let failed = flags.intersects(EventFlags::ERR | EventFlags::HUP);
             Some((
-                key as usize,
+                key,
                 Readiness {
                     readable: failed
                         || flags.intersects(EventFlags::IN | EventFlags::PRI | EventFlags::RDHUP),
@@ -76,13 +75,24 @@ impl Poller {
         Ok(Poller {
             epoll,
             wake,
-            notified: AtomicBool::new(false),
+            latch: NotifyLatch::new(),
         })
     }
 
-    pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
+    /// Registers `fd` under `token`, edge-triggered, for both directions.
+    ///
+    /// # Safety
+    ///
+    /// The caller must delete `fd` from the poller before it is closed (the
+    /// contract of `polling::Poller::add`, kept the same for both backends so
+    /// [`Registration`](super::Registration) is the one place that holds it).
+    /// epoll itself forgets a closed descriptor, but not one that was
+    /// duplicated, and events of a reused descriptor number would reach the
+    /// wrong source.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
-        epoll::add(&self.epoll, fd, EventData::new_u64(key as u64), flags)?;
+        epoll::add(&self.epoll, fd, EventData::new_u64(token), flags)?;
         Ok(())
     }
 
@@ -127,13 +137,13 @@ impl Poller {
             // stays set, and no notification would ever be written again.)
             let mut counter = [0u8; 8];
             let _ = rustix::io::read(&self.wake, &mut counter);
-            self.notified.store(false, Ordering::SeqCst);
+            self.latch.reopen();
         }
         Ok(())
     }
 
     pub(crate) fn notify(&self) -> io::Result<()> {
-        if !self.notified.swap(true, Ordering::SeqCst) {
+        if self.latch.close() {
             match rustix::io::write(&self.wake, &1u64.to_ne_bytes()) {
                 // The counter is saturated: the loop is woken anyway.
                 Ok(_) | Err(rustix::io::Errno::AGAIN) => {}

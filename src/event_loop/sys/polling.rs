@@ -1,11 +1,10 @@
 //! The portable backend, on the `polling` crate (kqueue, event ports,
 //! and epoll when the `polling-backend` feature asks for it).
 //!
-//! The one place evstream needs `unsafe`: `polling::Poller::add` requires
-//! that a descriptor be deleted from the poller before it is closed, which
-//! [`Registration`](super::Registration) guarantees by owning the descriptor
-//! and deleting it in `Drop` before releasing it.
-#![allow(unsafe_code)]
+//! `polling::Poller::add` is `unsafe`: a descriptor must be deleted from the
+//! poller before it is closed. [`Poller::add`] passes that contract on to
+//! its caller, [`Registration`](super::Registration), which owns the
+//! descriptor and deletes it in `Drop` before releasing it.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -36,10 +35,10 @@ impl Events {
         self.inner.clear();
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, Readiness)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, Readiness)> + '_ {
         self.inner.iter().map(|event| {
             (
-                event.key,
+                event.key as u64,
                 Readiness {
                     readable: event.readable,
                     writable: event.writable,
@@ -64,13 +63,20 @@ impl Poller {
         Ok(Poller { inner })
     }
 
-    pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
-        // SAFETY: only `Registration::new` calls this, and the registration
-        // owns the descriptor and deletes it from the poller in `Drop`
-        // before the descriptor can be closed.
+    /// Registers `fd` under `token`, edge-triggered, for both directions.
+    /// (On a 32-bit target the token keeps only the source's slot, not its
+    /// generation: a stale event then reaches a newer source as a spurious
+    /// wake-up, which sources tolerate.)
+    ///
+    /// # Safety
+    ///
+    /// The caller must delete `fd` from the poller before it is closed.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        // SAFETY: our caller holds `polling`'s invariant (see `# Safety`).
         unsafe {
             self.inner
-                .add_with_mode(fd.as_raw_fd(), Event::all(key), PollMode::Edge)
+                .add_with_mode(fd.as_raw_fd(), Event::all(token as usize), PollMode::Edge)
         }
     }
 

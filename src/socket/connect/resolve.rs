@@ -11,8 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::event_loop::lock;
-use crate::socket::Conn;
+use crate::socket::conn::Conn;
+use crate::sync::lock;
 
 const MAX_THREADS: usize = 4;
 const IDLE_EXIT: Duration = Duration::from_secs(10);
@@ -42,7 +42,7 @@ fn pool() -> &'static Arc<Pool> {
 }
 
 /// Resolves `host:port` and hands the addresses (or the failure) to `conn`.
-pub(crate) fn resolve(host: String, port: u16, conn: Arc<Conn>) {
+pub(in crate::socket) fn resolve(host: String, port: u16, conn: Arc<Conn>) {
     let pool = pool();
     let mut state = lock(&pool.state);
     state.jobs.push_back(Job { host, port, conn });

@@ -1,0 +1,191 @@
+//! `Conn`: the state of one connection that every thread shares.
+//!
+//! Its fields are private to the socket layer. The loop-side driver and the
+//! handle's methods (in `input.rs`, `output.rs`, `handle.rs`) are the only
+//! code that reads or changes them; layers above use the [`Socket`](super::Socket)
+//! API.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use super::input::Input;
+use super::output::{Output, WriteState};
+use super::protocol::{Flags, Requests};
+use super::{Callbacks, Config};
+use crate::error::Result;
+use crate::event_loop::{LoopHandle, SourceId};
+use crate::sync::lock;
+
+// Requests other threads leave for the loop, in `Conn::requests`.
+pub(super) const REQ_FLUSH: u32 = 1 << 0;
+pub(super) const REQ_CLOSE: u32 = 1 << 1;
+pub(super) const REQ_ABORT: u32 = 1 << 2;
+pub(super) const REQ_RESUME: u32 = 1 << 3;
+pub(super) const REQ_TIMERS: u32 = 1 << 4;
+pub(super) const REQ_WRITE_CB: u32 = 1 << 5;
+pub(super) const REQ_SHUTDOWN: u32 = 1 << 6;
+pub(super) const REQ_WRITE_FAILED: u32 = 1 << 7;
+pub(super) const REQ_RESOLVED: u32 = 1 << 8;
+/// Something changed what is waiting (output queued, reading paused): arm
+/// the idle timers that now apply, without restarting their counts.
+pub(super) const REQ_ARM_TIMERS: u32 = 1 << 9;
+
+// Flags in `Conn::flags`.
+/// The connection is established (TCP or Unix).
+pub(super) const CONNECTED: u32 = 1 << 0;
+/// `close`/`abort` was called, or the loop released the socket.
+pub(super) const CLOSED: u32 = 1 << 1;
+/// The application paused reading.
+pub(super) const USER_PAUSED: u32 = 1 << 2;
+/// False only when the output buffer is empty and the kernel has refused no
+/// byte since: the loop then skips its flush (and the output lock) on a
+/// writable event. Set under the output lock *before* a direct write's
+/// system call, so a writable edge that write causes always finds it set.
+pub(super) const OUTPUT_PENDING: u32 = 1 << 3;
+/// The loop stopped reading at a limit: a holder that gives bytes back
+/// must ask it to look again.
+pub(super) const INPUT_SUSPENDED: u32 = 1 << 4;
+/// The connection has callbacks, so its lifetime does not follow handles.
+pub(super) const EXPLICIT_LIFETIME: u32 = 1 << 5;
+/// The connection has a `write_cb`.
+pub(super) const HAS_WRITE_CB: u32 = 1 << 6;
+
+const UNREGISTERED: u64 = u64::MAX;
+
+/// What set the connection up: needed only for queries, kept out of line.
+#[derive(Default)]
+pub(super) struct Identity {
+    /// (local, peer), once connected over TCP.
+    pub(super) addrs: OnceLock<(SocketAddr, SocketAddr)>,
+    /// (local, peer) paths, once connected over a Unix socket.
+    pub(super) unix_paths: OnceLock<(Option<PathBuf>, Option<PathBuf>)>,
+    /// The host name the connection was asked for, if one was.
+    pub(super) host: Option<String>,
+    /// The server that accepted it.
+    pub(super) listener: Option<Arc<super::listener::ListenerShared>>,
+}
+
+/// The state of one connection that every thread shares.
+pub(crate) struct Conn {
+    pub(super) handle: LoopHandle,
+    /// Shared by every connection made with the same options.
+    pub(super) config: Arc<Config>,
+    /// The driver's source id (a token), `UNREGISTERED` until the loop has
+    /// it and again once it is released.
+    source: AtomicU64,
+    requests: Requests,
+    flags: Flags,
+    /// User handles alive (`Socket` families).
+    pub(super) handles: AtomicUsize,
+    /// Bytes taken out of the input buffer by a reader that has not
+    /// consumed them yet (a chunk lent by `poll_fill_buf`, a codec's
+    /// incomplete frame): they still count against `max_buffer_size`.
+    pub(super) held: AtomicUsize,
+    pub(super) input: Mutex<Input>,
+    pub(super) output: Mutex<Output>,
+    pub(super) identity: Identity,
+    /// Read and write idle timeouts, as last set.
+    pub(super) timeouts: Mutex<(Option<Duration>, Option<Duration>)>,
+    /// A name lookup's result, handed from the resolver to the driver.
+    pub(super) resolved: Mutex<Option<Result<Vec<SocketAddr>>>>,
+    pub(super) user_data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    /// Run on the loop thread when the socket is released.
+    pub(super) close_callbacks: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Conn {
+    pub(super) fn new(
+        handle: LoopHandle,
+        config: Arc<Config>,
+        callbacks: &Callbacks,
+        identity: Identity,
+    ) -> Arc<Conn> {
+        let timeouts = (config.read_timeout, config.write_timeout);
+        let mut flags = 0;
+        if callbacks.keep_alive() {
+            flags |= EXPLICIT_LIFETIME;
+        }
+        if callbacks.write.is_some() {
+            flags |= HAS_WRITE_CB;
+        }
+        Arc::new(Conn {
+            handle,
+            source: AtomicU64::new(UNREGISTERED),
+            requests: Requests::new(),
+            flags: Flags::new(flags),
+            handles: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            input: Mutex::new(Input::new()),
+            output: Mutex::new(Output::new(WriteState::Connecting)),
+            identity,
+            timeouts: Mutex::new(timeouts),
+            resolved: Mutex::new(None),
+            user_data: Mutex::new(None),
+            close_callbacks: Mutex::new(Vec::new()),
+            config,
+        })
+    }
+
+    pub(super) fn flag(&self, flag: u32) -> bool {
+        self.flags.get(flag)
+    }
+
+    /// Sets `flag`; returns whether it was set before.
+    pub(super) fn set_flag(&self, flag: u32) -> bool {
+        self.flags.set(flag)
+    }
+
+    pub(super) fn clear_flag(&self, flag: u32) {
+        self.flags.clear(flag);
+    }
+
+    /// The output-pending flag (see [`OUTPUT_PENDING`]).
+    pub(super) fn output_pending(&self) -> bool {
+        self.flags.get(OUTPUT_PENDING)
+    }
+
+    /// Records the driver's id once the loop has it.
+    pub(super) fn set_source(&self, id: Option<SourceId>) {
+        let token = id.map_or(UNREGISTERED, SourceId::token);
+        self.source.store(token, Ordering::Release);
+    }
+
+    /// Leaves `bits` for the loop and wakes the driver if nobody has yet.
+    pub(super) fn request(&self, bits: u32) {
+        if self.requests.add(bits) {
+            let token = self.source.load(Ordering::Acquire);
+            // Before registration the driver reads the requests itself when
+            // the loop first wakes it; after release nobody needs them.
+            if token != UNREGISTERED {
+                self.handle.wake_source(SourceId::from_token(token));
+            }
+        }
+    }
+
+    /// Takes every pending request (on the loop thread).
+    pub(super) fn take_requests(&self) -> u32 {
+        self.requests.take()
+    }
+
+    /// Hands the result of a name lookup to the driver.
+    pub(super) fn set_resolved(&self, result: Result<Vec<SocketAddr>>) {
+        *lock(&self.resolved) = Some(result);
+        self.request(REQ_RESOLVED);
+    }
+
+    /// Whether the loop stopped reading at a limit the reader may have
+    /// lifted by consuming held bytes: then ask it to look again.
+    pub(super) fn release_held(&self, amount: usize) {
+        if amount == 0 {
+            return;
+        }
+        self.held.fetch_sub(amount, Ordering::AcqRel);
+        if self.flag(INPUT_SUSPENDED) {
+            self.request(REQ_RESUME);
+        }
+    }
+}

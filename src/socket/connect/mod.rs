@@ -1,0 +1,132 @@
+//! Making connections: outgoing ones (by name, by address, over a Unix
+//! socket) and accepted ones, each handed to a new driver on the loop.
+
+mod resolve;
+mod sys;
+
+pub(super) use sys::{connect_tcp, connect_unix};
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::conn::{Conn, Identity, OUTPUT_PENDING};
+use super::driver::Driver;
+use super::listener::ListenerShared;
+use super::{Callbacks, Config, NetStream, Socket};
+use crate::error::Result;
+use crate::event_loop::{Core, LoopHandle};
+use crate::sync::lock;
+
+/// Where an outgoing connection goes.
+pub(crate) enum Target {
+    /// A host name or address text and a port: resolved off the loop thread
+    /// unless it is an IP address.
+    Host(String, u16),
+    /// Addresses, tried in order.
+    Addrs(Vec<SocketAddr>),
+    /// A Unix domain socket path.
+    Unix(PathBuf),
+}
+
+/// What a connection is made from: the options of `TcpOptions`.
+pub(crate) struct Setup {
+    pub(crate) config: Arc<Config>,
+    pub(crate) callbacks: Arc<Callbacks>,
+    /// Bytes to send once connected (cl-async's `:data`).
+    pub(crate) data: Option<Bytes>,
+}
+
+/// How a driver starts.
+pub(super) enum Start {
+    /// Already resolved addresses, tried in order.
+    Addrs(Vec<SocketAddr>),
+    /// Being resolved off the loop thread; the result arrives through
+    /// `Conn::set_resolved`.
+    Resolving,
+    /// A Unix domain socket path.
+    Unix(PathBuf),
+    /// Accepted by a server: already connected. The addresses the server
+    /// already knows (the peer's from `accept`, its own when it listens on
+    /// one address) save asking the kernel.
+    Accepted {
+        stream: NetStream,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    },
+}
+
+/// Starts an outgoing connection on `handle`'s loop and returns its handle
+/// at once; the loop makes the connection.
+///
+/// # Errors
+///
+/// [`Error::LoopStopped`](crate::Error::LoopStopped) if the loop is gone.
+pub(crate) fn connect(handle: &LoopHandle, setup: Setup, target: Target) -> Result<Socket> {
+    let (start, host, lookup) = match target {
+        Target::Host(host, port) => match host.parse::<IpAddr>() {
+            Ok(ip) => (
+                Start::Addrs(vec![SocketAddr::new(ip, port)]),
+                Some(host),
+                None,
+            ),
+            Err(_) => (Start::Resolving, Some(host.clone()), Some((host, port))),
+        },
+        Target::Addrs(addrs) => (Start::Addrs(addrs), None, None),
+        Target::Unix(path) => (Start::Unix(path), None, None),
+    };
+    let identity = Identity {
+        host,
+        ..Identity::default()
+    };
+    let conn = Conn::new(handle.clone(), setup.config, &setup.callbacks, identity);
+    if let Some(data) = setup.data {
+        lock(&conn.output).buf.push(data);
+        conn.set_flag(OUTPUT_PENDING);
+    }
+    // The user's handle must exist before the loop can see the connection:
+    // otherwise a handle the loop makes and drops for a callback could be
+    // taken for the last one, closing a connection without callbacks.
+    let socket = Socket::from_conn(conn.clone());
+    let driver_conn = conn.clone();
+    let callbacks = setup.callbacks;
+    handle.call(move |core| Driver::spawn(core, driver_conn, callbacks, start))?;
+    if let Some((host, port)) = lookup {
+        resolve::resolve(host, port, conn);
+    }
+    Ok(socket)
+}
+
+/// Hands a connection a server accepted to a new driver (on the loop
+/// thread).
+pub(super) fn accepted(
+    core: &mut Core,
+    listener: &Arc<ListenerShared>,
+    setup: &Setup,
+    stream: NetStream,
+    peer: Option<SocketAddr>,
+) {
+    let identity = Identity {
+        listener: Some(listener.clone()),
+        ..Identity::default()
+    };
+    let conn = Conn::new(
+        core.handle(),
+        setup.config.clone(),
+        &setup.callbacks,
+        identity,
+    );
+    // A server on one address is every connection's local address; one on
+    // a wildcard address must ask.
+    let local = listener
+        .local_addr()
+        .filter(|addr| !addr.ip().is_unspecified());
+    let start = Start::Accepted {
+        stream,
+        peer,
+        local,
+    };
+    Driver::spawn(core, conn, setup.callbacks.clone(), start);
+}

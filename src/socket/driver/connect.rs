@@ -1,0 +1,225 @@
+//! Connecting: resolving, trying each address in turn within the connect
+//! timeout, and opening the connection once the kernel says it is up.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::super::conn::{CLOSED, CONNECTED};
+use super::super::connect::{connect_tcp, connect_unix, Start};
+use super::super::output::WriteState;
+use super::Driver;
+use crate::error::{Error, TimeoutKind};
+use crate::event_loop::{Core, Registration, SourceId};
+use crate::sync::lock;
+
+pub(super) const TOKEN_CONNECT: u64 = 3;
+
+pub(super) enum Phase {
+    /// Created; starts on the first wake, once it has its id.
+    New(Option<Start>),
+    Resolving,
+    Connecting {
+        addrs: Vec<SocketAddr>,
+        next: usize,
+        last_error: Option<Error>,
+    },
+    Open,
+    /// FIN sent after a graceful close; waiting for the peer's FIN.
+    Lingering,
+}
+
+/// Addresses of a new connection that are known without asking the kernel.
+struct Known {
+    peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+}
+
+impl Driver {
+    pub(super) fn start(&mut self, core: &mut Core, id: SourceId, start: Start) {
+        match start {
+            Start::Accepted {
+                stream,
+                peer,
+                local,
+            } => {
+                if self.conn.config.nodelay {
+                    // Best effort: a socket that refuses it still works.
+                    let _ = stream.set_nodelay(true);
+                }
+                match Registration::new(core.poller(), Arc::new(stream), id.token()) {
+                    Ok(registration) => {
+                        self.registration = Some(registration);
+                        self.open(core, id, Known { peer, local });
+                    }
+                    Err(err) => self.fail(Error::from(err)),
+                }
+            }
+            Start::Addrs(addrs) => {
+                self.arm_connect_timer(core, id);
+                self.connect_to(core, id, addrs);
+            }
+            Start::Resolving => {
+                self.arm_connect_timer(core, id);
+                self.phase = Phase::Resolving;
+            }
+            Start::Unix(path) => {
+                self.arm_connect_timer(core, id);
+                self.phase = Phase::Connecting {
+                    addrs: Vec::new(),
+                    next: 0,
+                    last_error: None,
+                };
+                let attempt = connect_unix(&path).and_then(|stream| {
+                    Registration::new(core.poller(), Arc::new(stream), id.token())
+                });
+                match attempt {
+                    Ok(registration) => self.registration = Some(registration),
+                    Err(err) => self.fail(Error::from(err)),
+                }
+            }
+        }
+    }
+
+    /// The connect timeout bounds resolution and every attempt; one too
+    /// long to represent (`Duration::MAX`) sets no timer.
+    fn arm_connect_timer(&mut self, core: &mut Core, id: SourceId) {
+        self.connect_timer =
+            core.add_timer_after(self.conn.config.connect_timeout, id, TOKEN_CONNECT);
+    }
+
+    /// Starts trying `addrs` in order.
+    pub(super) fn connect_to(&mut self, core: &mut Core, id: SourceId, addrs: Vec<SocketAddr>) {
+        self.phase = Phase::Connecting {
+            addrs,
+            next: 0,
+            last_error: None,
+        };
+        self.try_next_address(core, id);
+    }
+
+    /// Starts a non-blocking connect to the next address; fails the
+    /// connection with the last error once every address has been tried.
+    fn try_next_address(&mut self, core: &mut Core, id: SourceId) {
+        self.registration = None;
+        loop {
+            let Phase::Connecting {
+                addrs,
+                next,
+                last_error,
+            } = &mut self.phase
+            else {
+                return;
+            };
+            let Some(&addr) = addrs.get(*next) else {
+                let err = last_error.take().unwrap_or(Error::Refused);
+                self.fail(err);
+                return;
+            };
+            *next += 1;
+            let attempt = connect_tcp(addr, &self.conn.config)
+                .and_then(|stream| Registration::new(core.poller(), Arc::new(stream), id.token()));
+            match attempt {
+                Ok(registration) => {
+                    self.registration = Some(registration);
+                    return;
+                }
+                Err(err) => *last_error = Some(Error::from(err)),
+            }
+        }
+    }
+
+    /// Called on readiness while connecting: finishes the attempt or moves
+    /// on to the next address.
+    pub(super) fn check_connect(&mut self, core: &mut Core, id: SourceId, writable: bool) {
+        let Some(registration) = &self.registration else {
+            return;
+        };
+        // The TCP address being tried (none for a Unix socket).
+        let peer = match &self.phase {
+            Phase::Connecting { addrs, next, .. } => {
+                next.checked_sub(1).and_then(|i| addrs.get(i).copied())
+            }
+            _ => None,
+        };
+        let stream = registration.source();
+        let failure = match stream.take_error() {
+            Ok(Some(err)) | Err(err) => Some(err),
+            // A connecting TCP socket turns writable only once the connect
+            // has finished, and a failed one has its error pending: so
+            // writable without an error is connected (no `getpeername`).
+            Ok(None) if writable && peer.is_some() => None,
+            Ok(None) => match stream.check_connected() {
+                Ok(()) => None,
+                // Not connected yet: a spurious wake-up.
+                Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
+                Err(err) => Some(err),
+            },
+        };
+        match failure {
+            None => self.open(core, id, Known { peer, local: None }),
+            Some(err) => {
+                if let Phase::Connecting { last_error, .. } = &mut self.phase {
+                    *last_error = Some(Error::from(err));
+                }
+                self.try_next_address(core, id);
+            }
+        }
+    }
+
+    /// The socket is connected: publish it and send what was queued.
+    fn open(&mut self, core: &mut Core, id: SourceId, known: Known) {
+        let Some(registration) = &self.registration else {
+            return;
+        };
+        if let Some(timer) = self.connect_timer.take() {
+            core.cancel_timer(timer);
+        }
+        let stream = registration.source().clone();
+        let identity = &self.conn.identity;
+        if let Some(addrs) = stream.tcp_addrs(known.local, known.peer) {
+            let _ = identity.addrs.set(addrs);
+        }
+        if let Some(paths) = stream.unix_paths() {
+            let _ = identity.unix_paths.set(paths);
+        }
+        self.conn.set_flag(CONNECTED);
+        let wakers = {
+            let mut out = lock(&self.conn.output);
+            out.stream = Some(stream);
+            if out.state == WriteState::Connecting {
+                out.state = WriteState::Open;
+            }
+            out.wakers.take()
+        };
+        // Whoever waits for the connection (a connect future) goes on now.
+        wakers.wake_all();
+        self.phase = Phase::Open;
+        self.read_idle.restart(core);
+        self.write_idle.restart(core);
+        self.outcome.connected = true;
+        // A connection whose lifetime follows its handles, with no callback
+        // to hand one out and no handle held (a server with no callbacks at
+        // all accepted it): nobody can ever use or close it, so close it.
+        let unreachable = !self.callbacks.any() && self.conn.handles.load(Ordering::Acquire) == 0;
+        if unreachable {
+            self.conn.set_flag(CLOSED);
+            self.closing = true;
+        }
+        if self.closing {
+            self.begin_close(core, id);
+        } else {
+            self.flush(core);
+        }
+    }
+
+    /// The connect timer fired: fail if the connection is still being set
+    /// up.
+    pub(super) fn connect_timed_out(&mut self) {
+        self.connect_timer = None;
+        if matches!(self.phase, Phase::Resolving | Phase::Connecting { .. }) {
+            self.fail(Error::TimedOut(TimeoutKind::Connect));
+        }
+    }
+}

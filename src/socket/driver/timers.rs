@@ -1,0 +1,151 @@
+//! The idle timeouts of each direction, and what each timer does when it
+//! fires.
+
+use std::time::{Duration, Instant};
+
+use super::super::conn::USER_PAUSED;
+use super::connect::{Phase, TOKEN_CONNECT};
+use super::Driver;
+use crate::error::Direction;
+use crate::event_loop::{Core, SourceId};
+use crate::sync::lock;
+
+const TOKEN_READ: u64 = 1;
+const TOKEN_WRITE: u64 = 2;
+pub(super) const TOKEN_LINGER: u64 = 4;
+
+/// One direction's idle timeout: it counts only while that direction waits
+/// (for bytes to read, or for queued output to go), and any progress
+/// restarts it. Its heap timer is not moved on progress: when it fires,
+/// `fire` re-checks the deadline from `last` (and `update` arms a new one).
+pub(super) struct IdleTimer {
+    timeout: Option<Duration>,
+    /// The last progress, or when waiting began. Kept current only when
+    /// something looks at it (a timeout, or a caller's `record`), so the
+    /// hot path reads no clock otherwise.
+    last: Instant,
+    waiting: bool,
+    armed: bool,
+    timed_out: bool,
+}
+
+impl IdleTimer {
+    pub(super) fn new(timeout: Option<Duration>, now: Instant) -> Self {
+        IdleTimer {
+            timeout,
+            last: now,
+            waiting: false,
+            armed: false,
+            timed_out: false,
+        }
+    }
+
+    /// New timeout (`set_timeouts`), counted from `now`. Disarming makes
+    /// `update` arm a timer at the new deadline (a shorter timeout must not
+    /// wait for the old timer).
+    pub(super) fn set(&mut self, timeout: Option<Duration>, now: Instant) {
+        self.timeout = timeout;
+        self.last = now;
+        self.armed = false;
+        self.timed_out = false;
+    }
+
+    /// The count starts again from now (the connection opened).
+    pub(super) fn restart(&mut self, core: &Core) {
+        self.last = core.now();
+    }
+
+    /// The last progress recorded.
+    pub(super) fn last_progress(&self) -> Instant {
+        self.last
+    }
+
+    /// Bytes moved: the count restarts; `record` keeps the time even
+    /// without a timeout.
+    pub(super) fn progress(&mut self, core: &Core, record: bool) {
+        if self.timeout.is_some() || record {
+            self.last = core.now();
+        }
+        self.timed_out = false;
+    }
+
+    /// The deadline of the count in progress; `None` for "never" (no
+    /// timeout, or one too long to represent).
+    fn deadline(&self) -> Option<Instant> {
+        self.timeout
+            .and_then(|timeout| self.last.checked_add(timeout))
+    }
+
+    /// Notes whether the direction waits now, and arms a timer if it does
+    /// and none is pending.
+    fn update(&mut self, core: &mut Core, id: SourceId, token: u64, waiting: bool) {
+        if self.timeout.is_none() {
+            self.waiting = waiting;
+            return;
+        }
+        if waiting && !self.waiting {
+            self.last = core.now();
+        }
+        self.waiting = waiting;
+        if waiting && !self.armed && !self.timed_out {
+            if let Some(deadline) = self.deadline() {
+                core.add_timer(deadline, id, token);
+                self.armed = true;
+            }
+        }
+    }
+
+    /// Its timer fired at `now`: whether the direction has timed out.
+    fn fire(&mut self, now: Instant) -> bool {
+        self.armed = false;
+        let due = self.waiting
+            && !self.timed_out
+            && self.deadline().is_some_and(|deadline| now >= deadline);
+        if due {
+            self.timed_out = true;
+        }
+        due
+    }
+}
+
+impl Driver {
+    /// Arms the idle timers of the directions that are waiting.
+    pub(super) fn update_timers(&mut self, core: &mut Core, id: SourceId) {
+        let open = matches!(self.phase, Phase::Open);
+        let read_waiting =
+            open && !self.eof && !self.closing && !self.suspended && !self.conn.flag(USER_PAUSED);
+        self.read_idle.update(core, id, TOKEN_READ, read_waiting);
+        // The output lock only when a write timeout needs the answer.
+        let write_waiting = self.write_idle.timeout.is_some()
+            && matches!(self.phase, Phase::Open | Phase::Lingering)
+            && !lock(&self.conn.output).buf.is_empty();
+        self.write_idle.update(core, id, TOKEN_WRITE, write_waiting);
+    }
+
+    pub(super) fn on_timer_token(&mut self, core: &mut Core, _id: SourceId, token: u64) {
+        let now = core.now();
+        match token {
+            TOKEN_CONNECT => self.connect_timed_out(),
+            TOKEN_LINGER => self.linger_expired(now),
+            TOKEN_READ if self.read_idle.fire(now) => {
+                self.outcome.timeouts.push(Direction::Read);
+                let wakers = {
+                    let mut input = lock(&self.conn.input);
+                    input.timed_out = true;
+                    input.wakers.take()
+                };
+                wakers.wake_all();
+            }
+            TOKEN_WRITE if self.write_idle.fire(now) => {
+                self.outcome.timeouts.push(Direction::Write);
+                let wakers = {
+                    let mut out = lock(&self.conn.output);
+                    out.timed_out = true;
+                    out.wakers.take()
+                };
+                wakers.wake_all();
+            }
+            _ => {}
+        }
+    }
+}

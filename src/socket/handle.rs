@@ -1,0 +1,438 @@
+//! [`Socket`]: the handle to one connection.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::conn::{
+    Conn, CLOSED, CONNECTED, EXPLICIT_LIFETIME, REQ_ABORT, REQ_ARM_TIMERS, REQ_CLOSE, REQ_RESUME,
+    REQ_TIMERS, USER_PAUSED,
+};
+use super::output::WriteState;
+use crate::error::{Error, Result};
+use crate::event_loop::LoopHandle;
+use crate::sync::lock;
+
+impl Conn {
+    pub(super) fn close(&self) {
+        if !self.set_flag(CLOSED) {
+            // Input ends now, not when the loop gets to the request: bytes
+            // read after this call are discarded, and readers see the end
+            // once the buffered bytes are taken.
+            let wakers = {
+                let mut input = lock(&self.input);
+                input.closed = true;
+                input.wakers.take()
+            };
+            wakers.wake_all();
+            self.request(REQ_CLOSE);
+        }
+    }
+
+    fn abort(&self) {
+        self.set_flag(CLOSED);
+        self.request(REQ_ABORT);
+    }
+}
+
+/// A handle to one TCP connection: cl-async's socket, libevent's
+/// bufferevent.
+///
+/// `Socket` is `Send + Sync + Clone`; every clone refers to the same
+/// connection. The event loop owns the descriptor and the buffers; the
+/// handle queues output, reads buffered input and asks the loop to pause,
+/// resume or close.
+///
+/// # Lifetime
+///
+/// A connection with callbacks (`read_cb`, `notify_cb`, `write_cb` or
+/// `event_cb`) lives until it is closed or fails. One without callbacks is
+/// also closed gracefully — queued output is still flushed — when the last
+/// handle to it is dropped.
+///
+/// # Reading in dont-drain mode
+///
+/// In dont-drain mode the loop leaves received bytes in the input buffer.
+/// [`read`](Socket::read) takes them with non-blocking semantics:
+/// `Err(WouldBlock)` when nothing is buffered and the connection is open,
+/// `Ok(0)` only at the end once every byte has been read. Reading works
+/// after EOF, after `close()` and after a failure: bytes already received
+/// are never dropped.
+#[derive(Clone)]
+pub struct Socket {
+    inner: Arc<SocketRef>,
+}
+
+// Counts the user's handles so the last drop can close a connection whose
+// lifetime is not explicit. One `SocketRef` per handle family.
+struct SocketRef {
+    conn: Arc<Conn>,
+}
+
+impl Drop for SocketRef {
+    fn drop(&mut self) {
+        let remaining = self.conn.handles.fetch_sub(1, Ordering::AcqRel) - 1;
+        if remaining == 0 && !self.conn.flag(EXPLICIT_LIFETIME) {
+            self.conn.close();
+        }
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("local_addr", &self.local_addr())
+            .field("peer_addr", &self.peer_addr())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl PartialEq for Socket {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner.conn, &other.inner.conn)
+    }
+}
+impl Eq for Socket {}
+
+impl Socket {
+    pub(super) fn from_conn(conn: Arc<Conn>) -> Socket {
+        conn.handles.fetch_add(1, Ordering::AcqRel);
+        Socket {
+            inner: Arc::new(SocketRef { conn }),
+        }
+    }
+
+    pub(super) fn conn(&self) -> &Arc<Conn> {
+        &self.inner.conn
+    }
+
+    /// A key that identifies the connection among those alive (it may be
+    /// reused once the connection is gone), for layers that keep state per
+    /// connection.
+    pub(crate) fn key(&self) -> usize {
+        Arc::as_ptr(&self.inner.conn) as usize
+    }
+
+    /// The connection's `max_buffer_size`.
+    pub(crate) fn max_buffer_size(&self) -> usize {
+        self.inner.conn.config.max_buffer_size
+    }
+
+    /// The loop this connection belongs to.
+    pub fn loop_handle(&self) -> &LoopHandle {
+        &self.inner.conn.handle
+    }
+
+    /// Queues a copy of `data` for sending, in order after earlier writes.
+    ///
+    /// On an idle connection the bytes go to the kernel at once, from the
+    /// calling thread; what the kernel does not take is queued and sent by
+    /// the loop. Writes made while the connection is still resolving or
+    /// connecting are queued and sent once it is up, never dropped.
+    ///
+    /// Unlike the stream types, this callback-style call does not apply the
+    /// write high watermark: it only refuses to grow the output beyond
+    /// `max_buffer_size`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after `close()`/`abort()` or once the socket is
+    /// released, [`Error::WriteClosed`] after [`shutdown_write`](Socket::shutdown_write),
+    /// the connection's error if it failed, and [`Error::LimitExceeded`]
+    /// (nothing queued) if the output would exceed `max_buffer_size`.
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        self.write_all_now(data, None).map(drop)
+    }
+
+    /// Queues `data` for sending without copying it.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Socket::write).
+    pub fn write_bytes(&self, data: Bytes) -> Result<()> {
+        self.write_all_now(&data, Some(&data)).map(drop)
+    }
+
+    /// Queues `data` like [`write`](Socket::write) and returns the offset
+    /// in the connection's output at which it ends, for
+    /// [`sent`](Socket::sent).
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Socket::write).
+    pub fn write_tracked(&self, data: &[u8]) -> Result<u64> {
+        self.write_all_now(data, None)
+    }
+
+    /// Completes once every byte queued up to `offset` (from
+    /// [`write_tracked`](Socket::write_tracked)) has been handed to the
+    /// kernel: turbo's `write(data, callback)`.
+    ///
+    /// # Errors
+    ///
+    /// The connection's error, or [`Error::Closed`] if it was released
+    /// before those bytes went out.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits; the bytes are sent either way.
+    pub async fn sent(&self, offset: u64) -> Result<()> {
+        std::future::poll_fn(|cx| self.poll_sent(offset, cx.waker())).await
+    }
+
+    /// Closes the connection gracefully: queued output is flushed, then FIN
+    /// is sent, then the socket is released. Idempotent.
+    ///
+    /// Bytes already in the input buffer stay readable; bytes that arrive
+    /// after this call are discarded.
+    pub fn close(&self) {
+        self.inner.conn.close();
+    }
+
+    /// Closes the connection at once: queued output is dropped and the peer
+    /// gets a reset. Idempotent; also ends a graceful close in progress.
+    pub fn abort(&self) {
+        self.inner.conn.abort();
+    }
+
+    /// Shuts down the write direction once queued output is flushed (FIN),
+    /// while reading goes on. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] if the connection is already closed, or its error
+    /// if it failed.
+    pub fn shutdown_write(&self) -> Result<()> {
+        self.inner.conn.shutdown_write()
+    }
+
+    /// Stops reading from the socket (cl-async's `disable-socket`). The
+    /// peer is pushed back by TCP flow control once the kernel buffer fills.
+    /// The read timeout does not count while reading is paused.
+    pub fn pause_reading(&self) {
+        self.inner.conn.set_flag(USER_PAUSED);
+        self.inner.conn.request(REQ_ARM_TIMERS);
+    }
+
+    /// Resumes reading after [`pause_reading`](Socket::pause_reading).
+    pub fn resume_reading(&self) {
+        self.inner.conn.clear_flag(USER_PAUSED);
+        self.inner.conn.request(REQ_RESUME);
+    }
+
+    /// Whether reading is paused by [`pause_reading`](Socket::pause_reading).
+    pub fn is_reading_paused(&self) -> bool {
+        self.inner.conn.flag(USER_PAUSED)
+    }
+
+    /// Sets the read and write idle timeouts (cl-async's
+    /// `set-socket-timeouts`); `None` disables one. Each counts only while
+    /// its direction is waiting and restarts on progress.
+    pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
+        *lock(&self.inner.conn.timeouts) = (read, write);
+        self.inner.conn.request(REQ_TIMERS);
+    }
+
+    /// The peer's address, once connected.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.conn.identity.addrs.get().map(|&(_, peer)| peer)
+    }
+
+    /// This side's address, once connected.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner
+            .conn
+            .identity
+            .addrs
+            .get()
+            .map(|&(local, _)| local)
+    }
+
+    /// The host name given to `tcp_connect`, if the connection was made by
+    /// name or address string.
+    pub fn host(&self) -> Option<&str> {
+        self.inner.conn.identity.host.as_deref()
+    }
+
+    /// Whether `close()` or `abort()` was called or the connection ended
+    /// (cl-async's `socket-closed-p`).
+    pub fn is_closed(&self) -> bool {
+        self.inner.conn.flag(CLOSED)
+    }
+
+    /// Whether the connection is established and not closed.
+    pub fn is_connected(&self) -> bool {
+        !self.is_closed() && self.inner.conn.flag(CONNECTED)
+    }
+
+    /// The peer's path, for a connection over a Unix socket bound to one.
+    pub fn peer_path(&self) -> Option<PathBuf> {
+        self.inner
+            .conn
+            .identity
+            .unix_paths
+            .get()
+            .and_then(|(_, peer)| peer.clone())
+    }
+
+    /// This side's path, for a connection over a Unix socket bound to one.
+    pub fn local_path(&self) -> Option<PathBuf> {
+        self.inner
+            .conn
+            .identity
+            .unix_paths
+            .get()
+            .and_then(|(local, _)| local.clone())
+    }
+
+    /// Attaches typed user data to the connection (cl-async's
+    /// `socket-data`), replacing any earlier value.
+    pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
+        *lock(&self.inner.conn.user_data) = Some(Arc::new(value));
+    }
+
+    /// The user data, if some of type `T` is attached.
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        lock(&self.inner.conn.user_data)
+            .clone()
+            .and_then(|data| data.downcast::<T>().ok())
+    }
+
+    /// How many received bytes are waiting to be read: those in the input
+    /// buffer and those a reader holds without having consumed them yet (a
+    /// chunk lent by `poll_fill_buf`, a codec's incomplete frame).
+    pub fn input_buffer_len(&self) -> usize {
+        let conn = &self.inner.conn;
+        lock(&conn.input).buf.len() + conn.held.load(Ordering::Acquire)
+    }
+
+    /// How many bytes wait in the output buffer for the kernel.
+    pub fn output_buffer_len(&self) -> usize {
+        lock(&self.inner.conn.output).buf.len()
+    }
+
+    /// Takes buffered input into `dst` without blocking.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when nothing is buffered and more may come; the
+    /// connection's error (for example `ConnectionReset`) once the buffer is
+    /// empty after a failure. `Ok(0)` means the end: EOF or close, with
+    /// every byte read.
+    pub fn read(&self, dst: &mut [u8]) -> io::Result<usize> {
+        match self.poll_read(dst, None) {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// Copies buffered input into `dst` without taking it; returns how many
+    /// bytes were copied (0 when nothing is buffered).
+    pub fn peek(&self, dst: &mut [u8]) -> usize {
+        self.peek_input(dst)
+    }
+
+    /// Takes up to `max` buffered bytes as one `Bytes`, without copying when
+    /// they lie in one received chunk.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Socket::read); an empty `Bytes` means the end.
+    pub fn read_chunk(&self, max: usize) -> io::Result<Bytes> {
+        match self.poll_chunk(max, None) {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// The error the connection failed with, if it did.
+    pub fn error(&self) -> Option<Error> {
+        let conn = &self.inner.conn;
+        let input_error = lock(&conn.input).error.clone();
+        input_error.or_else(|| lock(&conn.output).error.clone())
+    }
+
+    /// Sets `TCP_NODELAY` on the connected socket (it is on by default).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when there is no connected socket (not connected
+    /// yet, or released), or the operating system's error.
+    pub fn set_nodelay(&self, nodelay: bool) -> Result<()> {
+        let stream = lock(&self.inner.conn.output).stream.clone();
+        match stream {
+            Some(stream) => stream.set_nodelay(nodelay).map_err(Error::from),
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// Whether the peer has sent FIN.
+    pub fn is_eof(&self) -> bool {
+        lock(&self.inner.conn.input).eof
+    }
+
+    /// Calls `callback` on the loop thread once the connection is released
+    /// (turbo's `set_close_callback`). If it already is, the callback runs on
+    /// the loop's next turn.
+    pub fn on_close(&self, callback: impl FnOnce() + Send + 'static) {
+        let conn = &self.inner.conn;
+        // Checked under the output lock, which the loop takes to mark the
+        // release: the callback is either queued for the release or, if that
+        // has happened, scheduled now.
+        let out = lock(&conn.output);
+        if out.state == WriteState::Closed {
+            drop(out);
+            conn.handle.delay(Duration::ZERO, callback);
+        } else {
+            lock(&conn.close_callbacks).push(Box::new(callback));
+        }
+    }
+
+    /// Completes once the connection is released, whatever the reason.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn closed(&self) {
+        std::future::poll_fn(|cx| self.poll_released(cx.waker())).await
+    }
+
+    /// Whether a read is waiting for bytes on this connection: an
+    /// IOStream-style read (`read_until`, `read_bytes`…) or a codec
+    /// (turbo's `reading()`).
+    pub fn reading(&self) -> bool {
+        lock(&self.inner.conn.input).readers > 0
+    }
+
+    /// Whether output is waiting to be handed to the kernel (turbo's
+    /// `writing()`).
+    pub fn writing(&self) -> bool {
+        !lock(&self.inner.conn.output).buf.is_empty()
+    }
+
+    /// The server that accepted this connection, if one did.
+    pub(crate) fn listener(&self) -> Option<&Arc<super::listener::ListenerShared>> {
+        self.inner.conn.identity.listener.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn socket_is_send_sync_clone() {
+        assert_send_sync::<Socket>();
+        assert_send_sync::<LoopHandle>();
+    }
+}
