@@ -387,3 +387,102 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_loop::EventLoop;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts what reaches it.
+    struct Probe {
+        wakes: Arc<AtomicUsize>,
+        timers: Arc<AtomicUsize>,
+    }
+
+    impl Source for Probe {
+        fn on_ready(&mut self, _: &mut Core, _: SourceId, _: Readiness) -> Step {
+            Step::Keep
+        }
+        fn on_wake(&mut self, _: &mut Core, _: SourceId) -> Step {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            Step::Keep
+        }
+        fn on_timer(&mut self, _: &mut Core, _: SourceId, _: u64) -> Step {
+            self.timers.fetch_add(1, Ordering::SeqCst);
+            Step::Keep
+        }
+        fn abandon(&mut self, _: Error) {}
+    }
+
+    fn probe() -> (Box<Probe>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let (wakes, timers) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let probe = Probe {
+            wakes: wakes.clone(),
+            timers: timers.clone(),
+        };
+        (Box::new(probe), wakes, timers)
+    }
+
+    /// Rule 12 (identities): a wake or a timer meant for a source that is
+    /// gone never reaches a newer source in the same slot, and a cancelled
+    /// timer never fires.
+    #[test]
+    fn stale_wakes_and_timers_never_reach_a_newer_source_in_the_slot() {
+        let mut ev = EventLoop::new().unwrap();
+        let core = &mut ev.core;
+        let (old, _, _) = probe();
+        let old_id = core.reserve();
+        core.fill(old_id, old);
+        core.add_timer(Instant::now(), old_id, 1);
+        core.sources.remove(old_id.index as usize);
+        let (new, wakes, timers) = probe();
+        let new_id = core.reserve();
+        assert_eq!(new_id.index, old_id.index, "the slot is reused");
+        core.fill(new_id, new);
+        core.run_commands();
+        assert_eq!(wakes.load(Ordering::SeqCst), 1, "its own first wake");
+        ev.handle().wake_source(old_id);
+        let cancelled = ev.core.add_timer(Instant::now(), new_id, 2);
+        ev.core.cancel_timer(cancelled);
+        ev.core.turn(&|| true).unwrap();
+        assert_eq!(wakes.load(Ordering::SeqCst), 1, "a stale wake reached it");
+        assert_eq!(timers.load(Ordering::SeqCst), 0, "a stale or cancelled timer fired");
+        ev.core.add_timer(Instant::now(), new_id, 3);
+        ev.core.turn(&|| true).unwrap();
+        assert_eq!(timers.load(Ordering::SeqCst), 1, "its own timer fires");
+    }
+
+    /// A panic in a source's handler is contained: the source is abandoned
+    /// and the loop goes on with the others.
+    #[test]
+    fn a_panicking_source_is_abandoned_and_the_loop_goes_on() {
+        struct Panicky(Arc<AtomicUsize>);
+        impl Source for Panicky {
+            fn on_ready(&mut self, _: &mut Core, _: SourceId, _: Readiness) -> Step {
+                Step::Keep
+            }
+            fn on_wake(&mut self, _: &mut Core, _: SourceId) -> Step {
+                panic!("a source that panics");
+            }
+            fn on_timer(&mut self, _: &mut Core, _: SourceId, _: u64) -> Step {
+                Step::Keep
+            }
+            fn abandon(&mut self, reason: Error) {
+                assert!(matches!(reason, Error::Internal(_)));
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let mut ev = EventLoop::new().unwrap();
+        let abandoned = Arc::new(AtomicUsize::new(0));
+        let id = ev.core.reserve();
+        ev.core.fill(id, Box::new(Panicky(abandoned.clone())));
+        let (other, wakes, _) = probe();
+        let other_id = ev.core.reserve();
+        ev.core.fill(other_id, other);
+        ev.core.run_commands();
+        assert_eq!(abandoned.load(Ordering::SeqCst), 1);
+        assert_eq!(ev.core.source_count(), 1, "the panicking source is gone");
+        assert_eq!(wakes.load(Ordering::SeqCst), 1, "the other one ran");
+    }
+}

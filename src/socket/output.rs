@@ -112,9 +112,11 @@ impl Output {
 }
 
 impl Conn {
+    /// `Closed` once `close()`/`abort()` was called or the socket released
+    /// (or the reason it failed, if it did).
     fn check_open(&self) -> Result<()> {
         if self.flag(CLOSED) {
-            Err(Error::Closed)
+            Err(lock(&self.output).error.clone().unwrap_or(Error::Closed))
         } else {
             Ok(())
         }
