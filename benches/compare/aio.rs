@@ -2,7 +2,6 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use async_io::{block_on, Async};
 use futures::channel::{mpsc as fmpsc, oneshot};
@@ -11,8 +10,8 @@ use futures::{FutureExt, StreamExt};
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::common::{
-    bad_echo, data, line_pieces, message, std_listener, BoxError, BulkCheck, LineCheck, Res, BLOCK,
-    MSG,
+    bad_echo, data, line_pieces, message, std_listener, BoxError, BulkCheck, LineCheck, Mark, Res,
+    Section, BLOCK, ECHO_BUF, MSG,
 };
 
 fn listener() -> Res<(Async<TcpListener>, SocketAddr)> {
@@ -33,8 +32,8 @@ async fn connect(addr: SocketAddr) -> Res<Async<TcpStream>> {
     Ok(stream)
 }
 
-async fn echo(mut stream: Async<TcpStream>) -> Res<()> {
-    let mut buf = [0u8; 4096];
+async fn echo<const BUF: usize>(mut stream: Async<TcpStream>) -> Res<()> {
+    let mut buf = [0u8; BUF];
     loop {
         let n = stream.read(&mut buf).await?;
         if n == 0 {
@@ -44,9 +43,9 @@ async fn echo(mut stream: Async<TcpStream>) -> Res<()> {
     }
 }
 
-async fn ping_client(mut stream: Async<TcpStream>, rounds: usize) -> Res<Duration> {
+async fn ping_client(mut stream: Async<TcpStream>, rounds: usize) -> Res<Section> {
     let mut reply = [0u8; MSG];
-    let start = Instant::now();
+    let start = Mark::now();
     for round in 0..rounds {
         let msg = message(round);
         stream.write_all(&msg).await?;
@@ -87,12 +86,12 @@ pub fn bulk_read(addr_tx: mpsc::Sender<SocketAddr>) -> Res<BulkCheck> {
     })
 }
 
-pub fn pingpong2(rounds: usize) -> Res<Duration> {
+pub fn pingpong2(rounds: usize) -> Res<Section> {
     let (_, (), elapsed) = crate::common::run_pair(
         |addr_tx| {
             let (listener, addr) = listener()?;
             addr_tx.send(addr)?;
-            block_on(async move { echo(accept(&listener).await?).await })
+            block_on(async move { echo::<ECHO_BUF>(accept(&listener).await?).await })
         },
         move |addr| block_on(async move { ping_client(connect(addr).await?, rounds).await }),
     )?;
@@ -100,10 +99,10 @@ pub fn pingpong2(rounds: usize) -> Res<Duration> {
 }
 
 /// Server and client futures zipped in one `block_on`.
-pub fn pingpong1(rounds: usize) -> Res<Duration> {
+pub fn pingpong1(rounds: usize) -> Res<Section> {
     let (listener, addr) = listener()?;
     block_on(async move {
-        let server = async { echo(accept(&listener).await?).await };
+        let server = async { echo::<ECHO_BUF>(accept(&listener).await?).await };
         let client = async { ping_client(connect(addr).await?, rounds).await };
         let (served, elapsed) = futures_lite::future::zip(server, client).await;
         served?;
@@ -140,12 +139,12 @@ pub fn lines_recv(addr_tx: mpsc::Sender<SocketAddr>) -> Res<LineCheck> {
 
 /// async-io has no executor: both sides drive their connections as a
 /// `FuturesUnordered` inside `block_on`; the server accepts meanwhile.
-pub fn conns(n: usize, rounds: usize, start: Instant) -> Res<Duration> {
+pub fn conns(n: usize, rounds: usize, start: Mark) -> Res<Section> {
     let (_, (), elapsed) = crate::common::run_pair(
         move |addr_tx| {
             let (listener, addr) = listener()?;
             addr_tx.send(addr)?;
-            block_on(serve(listener, n))
+            block_on(serve::<ECHO_BUF>(listener, n))
         },
         move |addr| {
             block_on(async move {
@@ -193,7 +192,7 @@ pub fn conns(n: usize, rounds: usize, start: Instant) -> Res<Duration> {
     Ok(elapsed)
 }
 
-async fn serve(listener: Async<TcpListener>, n: usize) -> Res<()> {
+async fn serve<const BUF: usize>(listener: Async<TcpListener>, n: usize) -> Res<()> {
     let mut tasks = FuturesUnordered::new();
     let mut accepted = 0;
     let accepting = listener.accept().fuse();
@@ -203,7 +202,7 @@ async fn serve(listener: Async<TcpListener>, n: usize) -> Res<()> {
             result = accepting => {
                 let (stream, _) = result?;
                 stream.get_ref().set_nodelay(true)?;
-                tasks.push(echo(stream));
+                tasks.push(echo::<BUF>(stream));
                 accepted += 1;
                 if accepted < n {
                     accepting.set(listener.accept().fuse());

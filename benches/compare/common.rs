@@ -18,6 +18,9 @@ pub const BLOCK: usize = 64 * 1024;
 pub const CHECK_EVERY: u64 = 16;
 /// Message size of `pingpong` and `conns`.
 pub const MSG: usize = 64;
+/// Read buffer of the tokio, async-io and std echo servers and of
+/// evstream's stream echo server (`pingpong`, `conns`).
+pub const ECHO_BUF: usize = 4096;
 /// Lines in the text block that `lines` repeats.
 pub const LINES_PER_BLOCK: usize = 1000;
 /// Listen backlog for every implementation: `conns` connects 2,000 clients
@@ -253,12 +256,12 @@ pub fn join<T>(handle: thread::JoinHandle<Res<T>>) -> Res<T> {
 
 /// Runs `server` on a thread (it binds, sends its address, then serves),
 /// then `client` on another thread once the address is known. Returns the
-/// time from starting the client until the server returned, and both
+/// section from starting the client until the server returned, and both
 /// results.
 pub fn run_pair<S, C>(
     server: impl FnOnce(mpsc::Sender<SocketAddr>) -> Res<S> + Send + 'static,
     client: impl FnOnce(SocketAddr) -> Res<C> + Send + 'static,
-) -> Res<(Duration, S, C)>
+) -> Res<(Section, S, C)>
 where
     S: Send + 'static,
     C: Send + 'static,
@@ -269,10 +272,134 @@ where
         join(server)?;
         return Err("the server thread ended without an address".into());
     };
-    let start = Instant::now();
+    let start = Mark::now();
     let client = thread::spawn(move || client(addr));
     let server_result = join(server);
     let elapsed = start.elapsed();
     let client_result = join(client);
     Ok((elapsed, server_result?, client_result?))
+}
+
+// ---------------------------------------------------------------------------
+// What a measured section costs: wall time, CPU time and page faults
+// ---------------------------------------------------------------------------
+
+/// This process's resource usage so far: all its threads, ended ones
+/// included (`getrusage(RUSAGE_SELF)`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// User + system CPU time.
+    pub cpu: Duration,
+    /// Minor page faults: a page mapped in without I/O, mostly the first
+    /// touch of memory fresh from the kernel (a new heap or mmap page).
+    pub minflt: u64,
+    /// Major page faults (I/O); expected to stay 0.
+    pub majflt: u64,
+}
+
+impl Usage {
+    pub fn now() -> Usage {
+        // SAFETY: `rusage` is plain integers, for which all zeroes is
+        // valid; getrusage only writes into the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        // RUSAGE_SELF with a valid pointer cannot fail (EFAULT/EINVAL only).
+        assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        Usage {
+            cpu: time(usage.ru_utime) + time(usage.ru_stime),
+            minflt: usage.ru_minflt as u64,
+            majflt: usage.ru_majflt as u64,
+        }
+    }
+
+    /// What was used since `earlier`.
+    pub fn since(&self, earlier: &Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+            minflt: self.minflt.saturating_sub(earlier.minflt),
+            majflt: self.majflt.saturating_sub(earlier.majflt),
+        }
+    }
+}
+
+/// The start of a measured section: the clock and the process's usage.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    at: Instant,
+    usage: Usage,
+}
+
+impl Mark {
+    pub fn now() -> Mark {
+        Mark {
+            usage: Usage::now(),
+            at: Instant::now(),
+        }
+    }
+
+    /// The section from this mark until now.
+    pub fn elapsed(&self) -> Section {
+        let wall = self.at.elapsed();
+        Section {
+            wall,
+            usage: Usage::now().since(&self.usage),
+        }
+    }
+}
+
+/// What one measured section cost, for the whole process: every figure a
+/// run reports covers exactly this section.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Section {
+    pub wall: Duration,
+    pub usage: Usage,
+}
+
+/// `key=value` fields separated by tabs, values numbers.
+pub fn parse_fields(text: &str) -> Res<std::collections::BTreeMap<String, f64>> {
+    text.split('\t')
+        .filter(|field| !field.is_empty())
+        .map(|field| {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| format!("bad field {field:?}"))?;
+            Ok((key.to_string(), value.parse()?))
+        })
+        .collect()
+}
+
+/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
+pub fn proc_status_kib(field: &str) -> Res<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .ok_or_else(|| format!("no {field} in /proc/self/status"))?;
+    Ok(line.trim().trim_end_matches("kB").trim().parse()?)
+}
+
+/// Raises the soft limit on open descriptors to the hard limit (`conns`
+/// holds thousands of sockets), and returns it.
+pub fn raise_nofile_limit() -> Res<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local, fully initialised struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
+    Ok(limit.rlim_cur as u64)
 }

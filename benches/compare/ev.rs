@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use evstream::codec::{Framed, LinesCodec};
 use evstream::{
@@ -13,7 +12,8 @@ use futures::{FutureExt, StreamExt};
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{
-    bad_echo, data, line_pieces, message, BoxError, BulkCheck, LineCheck, Res, BACKLOG, BLOCK, MSG,
+    bad_echo, data, line_pieces, message, BoxError, BulkCheck, LineCheck, Mark, Res, Section,
+    BACKLOG, BLOCK, ECHO_BUF, MSG,
 };
 
 fn connect(
@@ -80,16 +80,16 @@ fn echo_server(ev: &EventLoop, accepts: usize) -> Res<TcpServer> {
 
 /// A stream-mode echo server: each connection's stream goes to a task
 /// spawned on the loop that reads and writes it back.
-fn stream_echo_server(ev: &EventLoop, accepts: usize) -> Res<TcpServer> {
+fn stream_echo_server<const BUF: usize>(ev: &EventLoop, accepts: usize) -> Res<TcpServer> {
     let handle = ev.handle();
     let options = TcpOptions::new().stream(true);
     server(ev, accepts, options, move |socket| {
-        handle.spawn(echo(AsyncIoStream::new(socket.clone())));
+        handle.spawn(echo::<BUF>(AsyncIoStream::new(socket.clone())));
     })
 }
 
-async fn echo(mut stream: AsyncIoStream) {
-    let mut buf = [0u8; 4096];
+async fn echo<const BUF: usize>(mut stream: AsyncIoStream) {
+    let mut buf = [0u8; BUF];
     loop {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
@@ -209,10 +209,10 @@ pub fn bulk_read_cb(addr_tx: mpsc::Sender<SocketAddr>) -> Res<BulkCheck> {
 async fn ping_client(
     connecting: impl std::future::Future<Output = evstream::Result<AsyncIoStream>>,
     rounds: usize,
-) -> Res<Duration> {
+) -> Res<Section> {
     let mut stream = connecting.await?;
     let mut reply = [0u8; MSG];
-    let start = Instant::now();
+    let start = Mark::now();
     for round in 0..rounds {
         let msg = message(round);
         stream.write_all(&msg).await?;
@@ -230,17 +230,17 @@ fn cb_client(
     handle: &LoopHandle,
     addr: SocketAddr,
     rounds: usize,
-) -> Res<mpsc::Receiver<Res<Duration>>> {
+) -> Res<mpsc::Receiver<Res<Section>>> {
     struct State {
         round: usize,
-        start: Instant,
+        start: Mark,
         pending: Vec<u8>,
-        tx: mpsc::Sender<Res<Duration>>,
+        tx: mpsc::Sender<Res<Section>>,
     }
     let (tx, rx) = mpsc::channel();
     let state = Arc::new(Mutex::new(State {
         round: 0,
-        start: Instant::now(),
+        start: Mark::now(),
         pending: Vec::with_capacity(MSG),
         tx,
     }));
@@ -251,7 +251,7 @@ fn cb_client(
         addr.port(),
         TcpOptions::new()
             .connect_cb(move |socket| {
-                on_connect.lock().unwrap().start = Instant::now();
+                on_connect.lock().unwrap().start = Mark::now();
                 let _ = socket.write(&message(0));
             })
             .read_cb(move |socket, bytes| {
@@ -294,12 +294,12 @@ pub enum Ping {
 }
 
 /// Client and server on two threads, each with its own loop.
-pub fn pingpong2(rounds: usize, how: Ping) -> Res<Duration> {
+pub fn pingpong2(rounds: usize, how: Ping) -> Res<Section> {
     let (_, (), elapsed) = crate::common::run_pair(
         move |addr_tx| {
             let mut ev = EventLoop::new()?;
             let server = match how {
-                Ping::Streams => stream_echo_server(&ev, 1)?,
+                Ping::Streams => stream_echo_server::<ECHO_BUF>(&ev, 1)?,
                 Ping::Natural | Ping::Callbacks => echo_server(&ev, 1)?,
             };
             addr_tx.send(server.local_addr())?;
@@ -325,10 +325,10 @@ pub fn pingpong2(rounds: usize, how: Ping) -> Res<Duration> {
 }
 
 /// Client and server on one loop.
-pub fn pingpong1(rounds: usize, how: Ping) -> Res<Duration> {
+pub fn pingpong1(rounds: usize, how: Ping) -> Res<Section> {
     let mut ev = EventLoop::new()?;
     let server = match how {
-        Ping::Streams => stream_echo_server(&ev, 1)?,
+        Ping::Streams => stream_echo_server::<ECHO_BUF>(&ev, 1)?,
         Ping::Natural | Ping::Callbacks => echo_server(&ev, 1)?,
     };
     let addr = server.local_addr();
@@ -524,7 +524,7 @@ pub fn lines_blocking(addr_tx: mpsc::Sender<SocketAddr>) -> Res<LineCheck> {
 
 /// `conns` on evstream: a drain-mode echo server on one thread; on the
 /// other, a task per client spawned on the client loop.
-pub fn conns(n: usize, rounds: usize, start: Instant) -> Res<Duration> {
+pub fn conns(n: usize, rounds: usize, start: Mark) -> Res<Section> {
     let (_, (), elapsed) = crate::common::run_pair(
         move |addr_tx| {
             let mut ev = EventLoop::new()?;

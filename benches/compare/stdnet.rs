@@ -4,10 +4,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use crate::common::{
-    bad_echo, data, join, line_pieces, message, std_listener, BulkCheck, LineCheck, Res, BLOCK, MSG,
+    bad_echo, data, join, line_pieces, message, std_listener, BulkCheck, LineCheck, Mark, Res,
+    Section, BLOCK, MSG,
 };
 
 fn connect(addr: SocketAddr) -> Res<TcpStream> {
@@ -63,7 +63,7 @@ pub fn bulk_read(addr_tx: mpsc::Sender<SocketAddr>) -> Res<BulkCheck> {
     }
 }
 
-pub fn pingpong2(rounds: usize) -> Res<Duration> {
+pub fn pingpong2(rounds: usize) -> Res<Section> {
     let (_, (), elapsed) = crate::common::run_pair(
         |addr_tx| {
             let listener = std_listener()?;
@@ -74,7 +74,7 @@ pub fn pingpong2(rounds: usize) -> Res<Duration> {
         },
         move |addr| {
             let mut stream = connect(addr)?;
-            let start = Instant::now();
+            let start = Mark::now();
             for round in 0..rounds {
                 ping(&mut stream, round)?;
             }
@@ -88,13 +88,13 @@ pub fn pingpong2(rounds: usize) -> Res<Duration> {
 /// server reads the 64 bytes (already delivered by loopback) and
 /// writes them back, the client reads. No readiness API at all: the
 /// floor of four system calls per round trip.
-pub fn pingpong1(rounds: usize) -> Res<Duration> {
+pub fn pingpong1(rounds: usize) -> Res<Section> {
     let listener = std_listener()?;
     let mut client = connect(listener.local_addr()?)?;
     let (mut server, _) = listener.accept()?;
     server.set_nodelay(true)?;
     let mut buf = [0u8; MSG];
-    let start = Instant::now();
+    let start = Mark::now();
     for round in 0..rounds {
         let msg = message(round);
         client.write_all(&msg)?;
@@ -133,7 +133,7 @@ pub fn lines_recv(addr_tx: mpsc::Sender<SocketAddr>) -> Res<LineCheck> {
 }
 
 /// A thread per connection on both sides (64 KiB stacks).
-pub fn conns(n: usize, rounds: usize, start: Instant) -> Res<Duration> {
+pub fn conns(n: usize, rounds: usize, start: Mark) -> Res<Section> {
     const STACK: usize = 64 * 1024;
     let (_, (), elapsed) = crate::common::run_pair(
         move |addr_tx| {

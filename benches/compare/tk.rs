@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc as fmpsc, oneshot};
 use futures::{FutureExt, StreamExt};
@@ -12,8 +11,8 @@ use tokio::runtime::Runtime;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use crate::common::{
-    bad_echo, data, line_pieces, message, std_listener, BoxError, BulkCheck, LineCheck, Res, BLOCK,
-    MSG,
+    bad_echo, data, line_pieces, message, std_listener, BoxError, BulkCheck, LineCheck, Mark, Res,
+    Section, BLOCK, ECHO_BUF, MSG,
 };
 
 fn runtime() -> Res<Runtime> {
@@ -44,8 +43,8 @@ async fn connect(addr: SocketAddr) -> Res<TcpStream> {
     Ok(stream)
 }
 
-async fn echo(mut stream: TcpStream) -> Res<()> {
-    let mut buf = [0u8; 4096];
+async fn echo<const BUF: usize>(mut stream: TcpStream) -> Res<()> {
+    let mut buf = [0u8; BUF];
     loop {
         let n = stream.read(&mut buf).await?;
         if n == 0 {
@@ -55,9 +54,9 @@ async fn echo(mut stream: TcpStream) -> Res<()> {
     }
 }
 
-async fn ping_client(mut stream: TcpStream, rounds: usize) -> Res<Duration> {
+async fn ping_client(mut stream: TcpStream, rounds: usize) -> Res<Section> {
     let mut reply = [0u8; MSG];
-    let start = Instant::now();
+    let start = Mark::now();
     for round in 0..rounds {
         let msg = message(round);
         stream.write_all(&msg).await?;
@@ -98,12 +97,12 @@ pub fn bulk_read(addr_tx: mpsc::Sender<SocketAddr>) -> Res<BulkCheck> {
     })
 }
 
-pub fn pingpong2(rounds: usize) -> Res<Duration> {
+pub fn pingpong2(rounds: usize) -> Res<Section> {
     let (_, (), elapsed) = crate::common::run_pair(
         |addr_tx| {
             let (listener, addr) = listener()?;
             addr_tx.send(addr)?;
-            runtime()?.block_on(async move { echo(accept(listener).await?).await })
+            runtime()?.block_on(async move { echo::<ECHO_BUF>(accept(listener).await?).await })
         },
         move |addr| {
             runtime()?.block_on(async move { ping_client(connect(addr).await?, rounds).await })
@@ -113,10 +112,10 @@ pub fn pingpong2(rounds: usize) -> Res<Duration> {
 }
 
 /// Server task spawned on the runtime; the client in `block_on`.
-pub fn pingpong1(rounds: usize) -> Res<Duration> {
+pub fn pingpong1(rounds: usize) -> Res<Section> {
     let (listener, addr) = listener()?;
     runtime()?.block_on(async move {
-        let server = tokio::spawn(async move { echo(accept(listener).await?).await });
+        let server = tokio::spawn(async move { echo::<ECHO_BUF>(accept(listener).await?).await });
         let elapsed = ping_client(connect(addr).await?, rounds).await?;
         server.await??;
         Ok(elapsed)
@@ -158,7 +157,7 @@ pub fn lines_recv(addr_tx: mpsc::Sender<SocketAddr>, codec: bool) -> Res<LineChe
 }
 
 /// A task per connection on both sides.
-pub fn conns(n: usize, rounds: usize, start: Instant) -> Res<Duration> {
+pub fn conns(n: usize, rounds: usize, start: Mark) -> Res<Section> {
     let (_, (), elapsed) = crate::common::run_pair(
         move |addr_tx| {
             let (listener, addr) = listener()?;
@@ -169,7 +168,7 @@ pub fn conns(n: usize, rounds: usize, start: Instant) -> Res<Duration> {
                 for _ in 0..n {
                     let (stream, _) = listener.accept().await?;
                     stream.set_nodelay(true)?;
-                    tasks.push(tokio::spawn(echo(stream)));
+                    tasks.push(tokio::spawn(echo::<ECHO_BUF>(stream)));
                 }
                 for task in tasks {
                     task.await??;
