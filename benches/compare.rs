@@ -12,6 +12,7 @@
 //! cargo bench --bench compare -- --quick            # tiny sizes, 1 repetition (CI smoke test)
 //! cargo bench --bench compare -- --reps 3
 //! cargo bench --bench compare -- --only pingpong2:evstream,pingpong2:tokio --reps 1
+//! cargo bench --bench compare -- --only idle --idle 10000
 //! cargo bench --bench compare -- --list             # the workloads and implementations
 //! ```
 //!
@@ -29,6 +30,11 @@
 //! * `conns` — 2,000 concurrent connections, 20 round trips of 64 bytes
 //!   each, all connections held open until every client is done; total time
 //!   and the peak RSS (VmHWM) of the run's process.
+//! * `idle` — 10,000 connections opened (256 at a time), one 64-byte round
+//!   trip on each, then held idle: resident bytes per idle connection at the
+//!   client, at the server and both ends together (VmRSS deltas / N), the
+//!   time to open them all and the time to close them all. The server runs
+//!   in a process of its own (see `compare/idle.rs`).
 //!
 //! Each side of an async implementation runs its own single-threaded
 //! executor: tokio a current-thread runtime, async-io `async_io::block_on`,
@@ -40,7 +46,7 @@
 //! time, CPU time (user + system of all the process's threads, a
 //! `getrusage(RUSAGE_SELF)` delta) and minor page faults (`ru_minflt`
 //! delta), the faults per unit of work (per GiB for bulk, per 1M lines,
-//! per 1k round trips, per connection for conns). A fresh process
+//! per 1k round trips, per connection for conns and idle). A fresh process
 //! per run means no run inherits a heap that an earlier one shaped: glibc
 //! trims freed memory, and a library that keeps asking for new blocks pays
 //! page faults that a warm heap would hide (issue #15).
@@ -74,6 +80,8 @@ mod cases;
 mod common;
 #[path = "compare/ev.rs"]
 mod ev;
+#[path = "compare/idle.rs"]
+mod idle;
 #[path = "compare/report.rs"]
 mod report;
 #[path = "compare/stdnet.rs"]
@@ -149,11 +157,13 @@ struct Options {
 const USAGE: &str = "\
 usage: compare [--quick] [--reps N] [--only LIST] [--list] [--timeout SECS]
                [--bulk-mib N] [--pingpong N] [--lines N] [--conns N] [--conn-rounds N]
+               [--idle N]
   --quick        tiny sizes and 1 repetition (a smoke test for CI)
   --reps N       repetitions of each case, interleaved, order rotated (default 5)
   --only LIST    comma-separated workloads or workload:impl, e.g. pingpong2:evstream,lines
   --list         list the workloads and implementations
   --timeout SECS abort if one run takes longer (default 300)
+  --idle N       connections the idle workload holds (default 10000)
   --child W:I    make one run of workload W, implementation I, in this process
                  and print its CHILD line (what the bench runs for every run)";
 
@@ -188,6 +198,7 @@ fn parse_args() -> Res<Options> {
             "--lines" => options.sizes.lines = value()?.parse()?,
             "--conns" => options.sizes.conns = value()?.parse()?,
             "--conn-rounds" => options.sizes.conn_rounds = value()?.parse()?,
+            "--idle" => options.sizes.idle = value()?.parse()?,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -196,10 +207,15 @@ fn parse_args() -> Res<Options> {
         }
     }
     let s = &options.sizes;
-    if options.reps == 0 || s.bulk_blocks() == 0 || s.pingpong == 0 || s.lines == 0 || s.conns == 0
+    if options.reps == 0
+        || s.bulk_blocks() == 0
+        || s.pingpong == 0
+        || s.lines == 0
+        || s.conns == 0
+        || s.idle == 0
     {
         return Err(
-            "--reps, --bulk-mib, --pingpong, --lines and --conns must be at least 1".into(),
+            "--reps, --bulk-mib, --pingpong, --lines, --conns and --idle must be at least 1".into(),
         );
     }
     Ok(options)
@@ -213,6 +229,7 @@ fn size_args(s: &Sizes) -> Vec<String> {
         ("--lines", s.lines.to_string()),
         ("--conns", s.conns.to_string()),
         ("--conn-rounds", s.conn_rounds.to_string()),
+        ("--idle", s.idle.to_string()),
     ]
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_string(), value])
@@ -233,6 +250,9 @@ fn selected(case: &Case, only: &[String]) -> bool {
 fn child_main(what: &str, s: &Sizes) -> Res<()> {
     // `--child IMPL` alone was the conns child before every run had one.
     let (workload, imp) = what.split_once(':').unwrap_or(("conns", what));
+    if workload == "idle-server" {
+        return idle::server_main(imp, s.idle);
+    }
     let case = CASES
         .iter()
         .find(|c| c.workload == workload && c.imp == imp)

@@ -10,8 +10,8 @@ use futures::{FutureExt, StreamExt};
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::common::{
-    bad_echo, data, line_pieces, message, std_listener, BoxError, BulkCheck, LineCheck, Mark, Res,
-    Section, BLOCK, ECHO_BUF, MSG,
+    bad_echo, data, line_pieces, message, std_listener, BoxError, BulkCheck, IdlePhases, LineCheck,
+    Mark, Res, Section, BLOCK, ECHO_BUF, IDLE_WINDOW, MSG,
 };
 
 fn listener() -> Res<(Async<TcpListener>, SocketAddr)> {
@@ -224,6 +224,51 @@ async fn client_rounds(addr: SocketAddr, rounds: usize) -> Res<Async<TcpStream>>
         if reply != msg {
             return Err(bad_echo(round));
         }
+    }
+    Ok(stream)
+}
+
+/// `idle`'s server, in a process of its own: the connections in a
+/// `FuturesUnordered` in `block_on`, each echoing into a `MSG`-byte buffer
+/// until EOF; returns once all `n` are closed.
+pub fn idle_server(n: usize, addr_tx: mpsc::Sender<SocketAddr>) -> Res<()> {
+    let (listener, addr) = listener()?;
+    addr_tx.send(addr)?;
+    block_on(serve::<MSG>(listener, n))
+}
+
+/// `idle`'s client: opens `n` connections, `IDLE_WINDOW` at a time, one
+/// round trip on each, and holds the `Async<TcpStream>`s; then drops them
+/// all.
+pub fn idle_client(addr: SocketAddr, n: usize, phases: &mut dyn IdlePhases) -> Res<()> {
+    // Start the reactor (and its thread) before the baseline, as the other
+    // clients create their runtime or loop before it.
+    block_on(async {});
+    phases.opening()?;
+    let mut streams = Vec::with_capacity(n);
+    block_on(async {
+        let mut opening = futures::stream::iter(0..n)
+            .map(|_| open_idle(addr))
+            .buffer_unordered(IDLE_WINDOW);
+        while let Some(stream) = opening.next().await {
+            streams.push(stream?);
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    phases.open()?;
+    phases.closing()?;
+    drop(streams);
+    Ok(())
+}
+
+async fn open_idle(addr: SocketAddr) -> Res<Async<TcpStream>> {
+    let mut stream = connect(addr).await?;
+    let msg = message(0);
+    stream.write_all(&msg).await?;
+    let mut echo = [0u8; MSG];
+    stream.read_exact(&mut echo).await?;
+    if echo != msg {
+        return Err(bad_echo(0));
     }
     Ok(stream)
 }

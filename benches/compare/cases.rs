@@ -9,7 +9,7 @@ use crate::common::{
     mib_per_s, proc_status_kib, raise_nofile_limit, rate, run_pair, BulkCheck, LineCheck, Mark,
     Res, Section, Sizes, BLOCK,
 };
-use crate::{aio, ev, stdnet, tk};
+use crate::{aio, ev, idle, stdnet, tk};
 
 /// What one run measured.
 pub struct Outcome {
@@ -130,6 +130,46 @@ pub const WORKLOADS: &[Workload] = &[
         ],
         per: |s| (s.conns as f64, "conn"),
         memory: Some("conns-rss"),
+    },
+    Workload {
+        name: "idle",
+        title: |s| {
+            format!(
+                "idle: {} connections opened ({} at a time), one 64-byte round trip each, then held idle; \
+                 client and server in two processes",
+                s.idle,
+                crate::common::IDLE_WINDOW
+            )
+        },
+        metrics: &[
+            Metric {
+                name: "idle-open",
+                unit: "ms",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "idle-close",
+                unit: "ms",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "idle-rss",
+                unit: "B/conn",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "idle-rss-client",
+                unit: "B/conn",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "idle-rss-server",
+                unit: "B/conn",
+                higher_is_better: false,
+            },
+        ],
+        per: |s| (s.idle as f64, "conn"),
+        memory: Some("idle-rss"),
     },
 ];
 
@@ -432,5 +472,30 @@ pub const CASES: &[Case] = &[
         imp: "std",
         what: "a thread per connection on each side (64 KiB stacks)",
         run: |s| conns_case(s, stdnet::conns),
+    },
+    // idle: the server in a process of its own
+    Case {
+        workload: "idle",
+        imp: "evstream",
+        what: "callbacks: read_cb echo server; client notify_cb takes the echo; the loops hold the connections",
+        run: |s| idle::run(s, "evstream"),
+    },
+    Case {
+        workload: "idle",
+        imp: "evstream-stream",
+        what: "streams: a task per connection on the server loop (read into 64 bytes); client holds AsyncIoStreams",
+        run: |s| idle::run(s, "evstream-stream"),
+    },
+    Case {
+        workload: "idle",
+        imp: "tokio",
+        what: "a task per connection on the server (read into 64 bytes); client holds TcpStreams",
+        run: |s| idle::run(s, "tokio"),
+    },
+    Case {
+        workload: "idle",
+        imp: "async-io",
+        what: "FuturesUnordered of connections in the server's block_on (64-byte buffers); client holds Async<TcpStream>s",
+        run: |s| idle::run(s, "async-io"),
     },
 ];

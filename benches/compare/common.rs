@@ -19,7 +19,9 @@ pub const CHECK_EVERY: u64 = 16;
 /// Message size of `pingpong` and `conns`.
 pub const MSG: usize = 64;
 /// Read buffer of the tokio, async-io and std echo servers and of
-/// evstream's stream echo server (`pingpong`, `conns`).
+/// evstream's stream echo server (`pingpong`, `conns`); `idle`'s servers
+/// read into `MSG` bytes instead, so that they hold no more than the
+/// message.
 pub const ECHO_BUF: usize = 4096;
 /// Lines in the text block that `lines` repeats.
 pub const LINES_PER_BLOCK: usize = 1000;
@@ -38,6 +40,8 @@ pub struct Sizes {
     pub lines: usize,
     pub conns: usize,
     pub conn_rounds: usize,
+    /// Connections `idle` opens and holds.
+    pub idle: usize,
 }
 
 impl Sizes {
@@ -47,6 +51,7 @@ impl Sizes {
         lines: 2_000_000,
         conns: 2_000,
         conn_rounds: 20,
+        idle: 10_000,
     };
     pub const QUICK: Sizes = Sizes {
         bulk_bytes: 64 << 20,
@@ -54,6 +59,7 @@ impl Sizes {
         lines: 50_000,
         conns: 100,
         conn_rounds: 5,
+        idle: 200,
     };
 
     pub fn bulk_blocks(&self) -> u64 {
@@ -65,12 +71,13 @@ impl std::fmt::Display for Sizes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "bulk {} MiB, pingpong {} round trips, lines {}, conns {} x {} round trips",
+            "bulk {} MiB, pingpong {} round trips, lines {}, conns {} x {} round trips, idle {}",
             self.bulk_bytes >> 20,
             self.pingpong,
             self.lines,
             self.conns,
-            self.conn_rounds
+            self.conn_rounds,
+            self.idle
         )
     }
 }
@@ -383,7 +390,7 @@ pub fn proc_status_kib(field: &str) -> Res<u64> {
 }
 
 /// Raises the soft limit on open descriptors to the hard limit (`conns`
-/// holds thousands of sockets), and returns it.
+/// and `idle` hold thousands of sockets), and returns it.
 pub fn raise_nofile_limit() -> Res<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -402,4 +409,25 @@ pub fn raise_nofile_limit() -> Res<u64> {
     }
     #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
     Ok(limit.rlim_cur as u64)
+}
+
+// ---------------------------------------------------------------------------
+// idle: what the harness does between the phases of a client
+// ---------------------------------------------------------------------------
+
+/// Connections of `idle` being opened at once (connect + one round trip):
+/// far below the listen backlog, so no SYN is ever dropped and retried.
+pub const IDLE_WINDOW: usize = 256;
+
+/// The client of `idle` calls these, in this order, from the thread that
+/// runs it; the harness measures memory and time in them and talks to the
+/// server process. They block while they do.
+pub trait IdlePhases {
+    /// The runtime is ready and nothing is open yet: the baseline.
+    fn opening(&mut self) -> Res<()>;
+    /// Every connection is open and has exchanged its message: they are
+    /// idle now.
+    fn open(&mut self) -> Res<()>;
+    /// About to close every connection.
+    fn closing(&mut self) -> Res<()>;
 }

@@ -3,17 +3,19 @@
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
 
+use bytes::Bytes;
 use evstream::codec::{Framed, LinesCodec};
 use evstream::{
-    tcp_connect, AsyncIoStream, Event, EventLoop, LoopHandle, ServerOptions, TcpOptions, TcpServer,
+    tcp_connect, tcp_connect_addr, AsyncIoStream, Event, EventLoop, LoopHandle, ServerOptions,
+    TcpOptions, TcpServer,
 };
 use futures::channel::{mpsc as fmpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{
-    bad_echo, data, line_pieces, message, BoxError, BulkCheck, LineCheck, Mark, Res, Section,
-    BACKLOG, BLOCK, ECHO_BUF, MSG,
+    bad_echo, data, line_pieces, message, BoxError, BulkCheck, IdlePhases, LineCheck, Mark, Res,
+    Section, BACKLOG, BLOCK, ECHO_BUF, IDLE_WINDOW, MSG,
 };
 
 fn connect(
@@ -583,6 +585,145 @@ async fn client_rounds(
         if reply != msg {
             return Err(bad_echo(round));
         }
+    }
+    Ok(stream)
+}
+
+// -- idle -------------------------------------------------------------------
+//
+// The closures below capture nothing mutable, so they are `Fn + Send +
+// Sync` as well as `FnMut + Send`.
+
+#[derive(Clone, Copy)]
+pub enum Idle {
+    /// Callbacks at both ends: the drain-mode `read_cb` echo server; the
+    /// client sends its message as the connection's `data` and its
+    /// `notify_cb` takes the echo out of the input buffer. The loops hold
+    /// the connections (the client keeps a `Socket` handle per connection
+    /// to close it).
+    Callbacks,
+    /// Streams at both ends: a task per connection on the server loop
+    /// (`read` into `MSG` bytes, `write_all`); the client holds an
+    /// `AsyncIoStream` per connection after `write_all` + `read_exact`.
+    Streams,
+}
+
+/// `idle`'s server, in a process of its own: accepts `n` connections,
+/// echoes what each sends, closes each at EOF, and returns once all `n`
+/// are closed.
+pub fn idle_server(n: usize, how: Idle, addr_tx: mpsc::Sender<SocketAddr>) -> Res<()> {
+    let mut ev = EventLoop::new()?;
+    let server = match how {
+        Idle::Callbacks => echo_server(&ev, n)?,
+        Idle::Streams => stream_echo_server::<MSG>(&ev, n)?,
+    };
+    addr_tx.send(server.local_addr())?;
+    ev.run()?;
+    Ok(())
+}
+
+/// `idle`'s client: opens `n` connections, `IDLE_WINDOW` at a time, one
+/// round trip on each; holds them while the harness measures; closes them
+/// all and runs the loop until every one is released.
+pub fn idle_client(addr: SocketAddr, n: usize, how: Idle, phases: &mut dyn IdlePhases) -> Res<()> {
+    let mut ev = EventLoop::new()?;
+    match how {
+        Idle::Callbacks => idle_client_callbacks(&mut ev, addr, n, phases),
+        Idle::Streams => idle_client_streams(&mut ev, addr, n, phases),
+    }
+}
+
+fn idle_client_callbacks(
+    ev: &mut EventLoop,
+    addr: SocketAddr,
+    n: usize,
+    phases: &mut dyn IdlePhases,
+) -> Res<()> {
+    let handle = ev.handle();
+    let (done_tx, mut done_rx) = fmpsc::unbounded::<Res<()>>();
+    let on_error = done_tx.clone();
+    let options = TcpOptions::new()
+        .data(Bytes::copy_from_slice(&message(0)))
+        .notify_cb(move |socket| {
+            if socket.input_buffer_len() < MSG {
+                return; // the rest of the echo is still on its way
+            }
+            let mut echo = [0u8; MSG];
+            let result = match socket.read(&mut echo) {
+                Ok(MSG) if echo == message(0) => Ok(()),
+                Ok(_) => Err(bad_echo(0)),
+                Err(err) => Err(err.into()),
+            };
+            let _ = done_tx.unbounded_send(result);
+        })
+        .event_cb(move |_, event| {
+            if let Event::Error(err) = event {
+                let _ = on_error.unbounded_send(Err(err.into()));
+            }
+        });
+    phases.opening()?;
+    let mut sockets = Vec::with_capacity(n);
+    ev.block_on(async {
+        let (mut started, mut finished) = (0, 0);
+        while finished < n {
+            while started < n && started - finished < IDLE_WINDOW {
+                sockets.push(tcp_connect_addr(&handle, addr, options.clone())?);
+                started += 1;
+            }
+            done_rx
+                .next()
+                .await
+                .ok_or("the client's callbacks vanished")??;
+            finished += 1;
+        }
+        Ok::<_, BoxError>(())
+    })??;
+    drop(options);
+    phases.open()?;
+    phases.closing()?;
+    for socket in &sockets {
+        socket.close();
+    }
+    drop(sockets);
+    ev.run()?;
+    Ok(())
+}
+
+fn idle_client_streams(
+    ev: &mut EventLoop,
+    addr: SocketAddr,
+    n: usize,
+    phases: &mut dyn IdlePhases,
+) -> Res<()> {
+    let handle = ev.handle();
+    phases.opening()?;
+    let mut streams = Vec::with_capacity(n);
+    ev.block_on(async {
+        let mut opening = futures::stream::iter(0..n)
+            .map(|_| open_idle(connect(&handle, addr)))
+            .buffer_unordered(IDLE_WINDOW);
+        while let Some(stream) = opening.next().await {
+            streams.push(stream?);
+        }
+        Ok::<_, BoxError>(())
+    })??;
+    phases.open()?;
+    phases.closing()?;
+    drop(streams); // each stream's last handle: a graceful close
+    ev.run()?;
+    Ok(())
+}
+
+async fn open_idle(
+    connecting: impl std::future::Future<Output = evstream::Result<AsyncIoStream>>,
+) -> Res<AsyncIoStream> {
+    let mut stream = connecting.await?;
+    let msg = message(0);
+    stream.write_all(&msg).await?;
+    let mut echo = [0u8; MSG];
+    stream.read_exact(&mut echo).await?;
+    if echo != msg {
+        return Err(bad_echo(0));
     }
     Ok(stream)
 }

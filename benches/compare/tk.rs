@@ -11,8 +11,8 @@ use tokio::runtime::Runtime;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use crate::common::{
-    bad_echo, data, line_pieces, message, std_listener, BoxError, BulkCheck, LineCheck, Mark, Res,
-    Section, BLOCK, ECHO_BUF, MSG,
+    bad_echo, data, line_pieces, message, std_listener, BoxError, BulkCheck, IdlePhases, LineCheck,
+    Mark, Res, Section, BLOCK, ECHO_BUF, IDLE_WINDOW, MSG,
 };
 
 fn runtime() -> Res<Runtime> {
@@ -223,6 +223,61 @@ async fn client_rounds(addr: SocketAddr, rounds: usize) -> Res<TcpStream> {
         if reply != msg {
             return Err(bad_echo(round));
         }
+    }
+    Ok(stream)
+}
+
+/// `idle`'s server, in a process of its own: a task per connection that
+/// echoes into a `MSG`-byte buffer until EOF; returns once all `n`
+/// connections are closed.
+pub fn idle_server(n: usize, addr_tx: mpsc::Sender<SocketAddr>) -> Res<()> {
+    let (listener, addr) = listener()?;
+    addr_tx.send(addr)?;
+    runtime()?.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            tasks.push(tokio::spawn(echo::<MSG>(stream)));
+        }
+        drop(listener);
+        for task in tasks {
+            task.await??;
+        }
+        Ok(())
+    })
+}
+
+/// `idle`'s client: opens `n` connections, `IDLE_WINDOW` at a time, one
+/// round trip on each, and holds the `TcpStream`s; then drops them all.
+pub fn idle_client(addr: SocketAddr, n: usize, phases: &mut dyn IdlePhases) -> Res<()> {
+    let runtime = runtime()?;
+    phases.opening()?;
+    let mut streams = Vec::with_capacity(n);
+    runtime.block_on(async {
+        let mut opening = futures::stream::iter(0..n)
+            .map(|_| open_idle(addr))
+            .buffer_unordered(IDLE_WINDOW);
+        while let Some(stream) = opening.next().await {
+            streams.push(stream?);
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    phases.open()?;
+    phases.closing()?;
+    runtime.block_on(async move { drop(streams) });
+    Ok(())
+}
+
+async fn open_idle(addr: SocketAddr) -> Res<TcpStream> {
+    let mut stream = connect(addr).await?;
+    let msg = message(0);
+    stream.write_all(&msg).await?;
+    let mut echo = [0u8; MSG];
+    stream.read_exact(&mut echo).await?;
+    if echo != msg {
+        return Err(bad_echo(0));
     }
     Ok(stream)
 }
