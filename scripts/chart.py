@@ -7,14 +7,22 @@
 
 Reads the machine-readable lines the bench prints,
 
-    RESULT <tab> workload <tab> impl <tab> median <tab> min <tab> max <tab> unit <tab> ratio <tab> better
+    RESULT <tab> metric <tab> impl <tab> median <tab> min <tab> max <tab> unit <tab> ratio <tab> better <tab> ratio_min <tab> ratio_max
+    FAULTS <tab> workload <tab> impl <tab> median <tab> min <tab> max <tab> per
 
-where ratio = median / tokio's median and better is "higher" or "lower".
-Draws one group of horizontal bars per workload, one bar per
-implementation, showing how it compares with tokio with "better" always
-to the right: the ratio itself when higher is better (throughput), its
-inverse when lower is better (time, memory). The dashed line at 1.0 is
-tokio. Python 3.11 standard library only.
+where ratio is the median of the paired ratios impl/tokio (one per
+repetition: each run is a fresh process, and the ratio is taken within
+each repetition), ratio_min and ratio_max their spread, and better is
+"higher" or "lower". Draws one group of horizontal bars per metric, one
+bar per implementation, showing how it compares with tokio with "better"
+always to the right: the ratio itself when higher is better (throughput),
+its inverse when lower is better (time, memory). The whiskers span the
+paired ratios. The dashed line at 1.0 is tokio. Minor page faults per
+unit of work (FAULTS) are printed beside the raw median.
+
+Output of older bench versions (nine RESULT fields, ratio = median /
+tokio's median) still draws: the whiskers are then min and max scaled
+by that ratio. Python 3.11 standard library only.
 """
 
 import argparse
@@ -34,7 +42,7 @@ COLORS = {
 LABEL_W = 200  # left column: workload headings and implementation names
 BAR_X = 210
 BAR_W = 560
-VALUE_W = 170  # right column: ratio and raw median
+VALUE_W = 270  # right column: ratio, raw median and page faults
 ROW_H = 19
 BAR_H = 13
 GROUP_GAP = 12
@@ -60,10 +68,16 @@ def parse(stream):
     header = None
     groups = {}
     order = []
+    faults = {}
     for line in stream:
         line = line.rstrip("\n")
         if line.startswith("evstream comparison:"):
             header = line
+        if line.startswith("FAULTS\t"):
+            fields = line.split("\t")
+            if len(fields) >= 7:
+                faults[(fields[1], fields[2])] = (float(fields[3]), fields[6])
+            continue
         if not line.startswith("RESULT\t"):
             continue
         fields = line.split("\t")
@@ -78,11 +92,21 @@ def parse(stream):
             "unit": unit,
             "ratio": float(ratio),
             "higher": better == "higher",
+            # The paired ratios' spread, when the bench printed it.
+            "paired": (float(fields[9]), float(fields[10])) if len(fields) >= 11 else None,
         }
         if workload not in groups:
             groups[workload] = []
             order.append(workload)
         groups[workload].append(row)
+    # Faults are per workload: the first group of each workload shows them
+    # (a metric's workload is its first word: conns-rss -> conns).
+    seen = set()
+    for workload in order:
+        base = workload.split("-")[0]
+        for row in groups[workload]:
+            row["faults"] = None if base in seen else faults.get((base, row["impl"]))
+        seen.add(base)
     return header, [(w, groups[w]) for w in order]
 
 
@@ -101,9 +125,20 @@ def advantage(row, value=None):
 
 
 def spread(row):
-    """The advantage range over the repetitions (min to max)."""
-    a, b = advantage(row, row["min"]), advantage(row, row["max"])
+    """The advantage range over the repetitions: the paired ratios' min to
+    max, or (older output) min and max against tokio's median."""
+    if row["paired"] is not None:
+        a, b = (invert(row, r) for r in row["paired"])
+    else:
+        a, b = advantage(row, row["min"]), advantage(row, row["max"])
     return min(a, b), max(a, b)
+
+
+def invert(row, ratio):
+    """A ratio impl/tokio as an advantage (> 1 = better than tokio)."""
+    if math.isnan(ratio) or ratio <= 0:
+        return float("nan")
+    return ratio if row["higher"] else 1.0 / ratio
 
 
 def fmt(v):
@@ -147,8 +182,8 @@ def draw(header, groups):
     )
     add(
         '<text x="12" y="40" fill="#444">Relative to tokio (dashed line = 1.0), '
-        "better to the right: throughput impl/tokio; time and memory tokio/impl. "
-        "Medians; whiskers: min to max of the runs.</text>"
+        "better to the right (time and memory inverted). "
+        "Median of the ratios paired per repetition; whiskers: min to max.</text>"
     )
     if header:
         add(f'<text x="12" y="56" fill="#777" font-size="10">{escape(header[:170])}</text>')
@@ -210,9 +245,13 @@ def draw(header, groups):
                     )
                     label_x = max(label_x, x_hi + 4)
                 add(f'<text x="{label_x:.1f}" y="{cy + 4:.1f}" font-size="11">{v:.2f}x</text>')
+            right = f'{fmt(row["median"])} {escape(row["unit"])}'
+            if row.get("faults"):
+                count, per = row["faults"]
+                right += f", {fmt(count)} faults/{escape(per)}"
             add(
                 f'<text x="{width - 8}" y="{cy + 4:.1f}" text-anchor="end" fill="#666" font-size="10">'
-                f'{fmt(row["median"])} {escape(row["unit"])}</text>'
+                f"{right}</text>"
             )
             y += ROW_H
         y += GROUP_GAP
