@@ -166,7 +166,7 @@ mod stream;
 mod tcp;
 
 pub use buffer::{Buffer, Eol};
-pub use error::{Direction, Error, Event, Limit, Result, TimeoutKind};
+pub use error::{Direction, Error, Event, Limit, Result, TimeoutKind, TlsErrorKind};
 pub use event_loop::{default_loop, EventLoop, LoopHandle, Timer};
 pub use socket::Socket;
 pub use stream::{
