@@ -164,6 +164,8 @@ pub mod peer;
 mod socket;
 mod stream;
 mod tcp;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use buffer::{Buffer, Eol};
 pub use error::{Direction, Error, Event, Limit, Result, TimeoutKind, TlsErrorKind};
@@ -177,3 +179,5 @@ pub use tcp::{
     UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
 };
+#[cfg(feature = "tls")]
+pub use tls::{TlsClientOptions, TlsInfo, TlsServerOptions};
