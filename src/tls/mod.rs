@@ -24,9 +24,9 @@
 //!
 //! # Failures and the end of the stream
 //!
-//! Failures are [`Error::Tls`](crate::Error::Tls) with a
-//! [`TlsErrorKind`](crate::TlsErrorKind) to match on and rustls's reason. A
-//! connection whose peer ends it without `close_notify` fails with
+//! Failures are [`Error::Tls`] with a [`TlsErrorKind`](crate::TlsErrorKind)
+//! to match on and rustls's reason. A connection whose peer ends it without
+//! `close_notify` fails with
 //! [`TlsErrorKind::Truncated`](crate::TlsErrorKind::Truncated) — someone may
 //! have cut the data short — unless the options
 //! [allow truncation](TlsClientOptions::allow_truncation), in which case it
@@ -54,6 +54,9 @@ mod test_certs;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod interop_tests;
 
 /// How much the session holds for sending by default: plaintext written
 /// before the handshake completes, and encrypted records not yet taken by

@@ -19,7 +19,7 @@ use super::{TlsClientOptions, TlsEnd, TlsServerOptions, TlsSession};
 use crate::buffer::Buffer;
 use crate::error::{Error, TlsErrorKind};
 
-const BUDGET: usize = 1024 * 1024;
+pub(super) const BUDGET: usize = 1024 * 1024;
 /// More rounds than any test here needs; a stall fails long before.
 const MAX_ROUNDS: usize = 10_000_000;
 
@@ -30,7 +30,7 @@ fn socket_pair() -> (UnixStream, UnixStream) {
     (a, b)
 }
 
-fn client_options(name: &str) -> TlsClientOptions {
+pub(super) fn client_options(name: &str) -> TlsClientOptions {
     TlsClientOptions::new(Arc::new(certs::client_config()), name).unwrap()
 }
 
@@ -38,34 +38,60 @@ fn server_options() -> TlsServerOptions {
     TlsServerOptions::new(Arc::new(certs::server_config(&pki().server)))
 }
 
-/// One end: a session, its socket, what it has to send and what it got.
-struct Side {
-    name: &'static str,
-    tls: TlsSession,
-    sock: UnixStream,
-    outgoing: Buffer,
-    /// Send close_notify once `outgoing` has gone into the session, then
-    /// shut down the socket's write side once it is flushed.
-    close_when_sent: bool,
-    close_sent: bool,
-    fin_sent: bool,
-    budget: usize,
-    keep: bool,
-    received: Vec<u8>,
-    received_len: usize,
-    digest: digest::Context,
-    largest_chunk: usize,
-    empty_chunks: usize,
-    handshakes: usize,
-    socket_eof: bool,
-    end: Option<TlsEnd>,
-    error: Option<Error>,
-    write_error: Option<io::Error>,
-    released: bool,
+/// The socket under a [`Side`]: read and written through `&S`.
+pub(super) trait Stream
+where
+    for<'a> &'a Self: Read + Write,
+{
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
 }
 
-impl Side {
-    fn new(name: &'static str, tls: TlsSession, sock: UnixStream) -> Side {
+impl Stream for UnixStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+}
+
+impl Stream for std::net::TcpStream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        std::net::TcpStream::shutdown(self, how)
+    }
+}
+
+/// One end: a session, its socket, what it has to send and what it got.
+pub(super) struct Side<S: Stream = UnixStream>
+where
+    for<'a> &'a S: Read + Write,
+{
+    pub(super) name: &'static str,
+    pub(super) tls: TlsSession,
+    pub(super) sock: S,
+    pub(super) outgoing: Buffer,
+    /// Send close_notify once `outgoing` has gone into the session, then
+    /// shut down the socket's write side once it is flushed.
+    pub(super) close_when_sent: bool,
+    pub(super) close_sent: bool,
+    pub(super) fin_sent: bool,
+    pub(super) budget: usize,
+    pub(super) keep: bool,
+    pub(super) received: Vec<u8>,
+    pub(super) received_len: usize,
+    pub(super) digest: digest::Context,
+    pub(super) largest_chunk: usize,
+    pub(super) empty_chunks: usize,
+    pub(super) handshakes: usize,
+    pub(super) socket_eof: bool,
+    pub(super) end: Option<TlsEnd>,
+    pub(super) error: Option<Error>,
+    pub(super) write_error: Option<io::Error>,
+    pub(super) released: bool,
+}
+
+impl<S: Stream> Side<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    pub(super) fn new(name: &'static str, tls: TlsSession, sock: S) -> Self {
         Side {
             name,
             tls,
@@ -90,19 +116,19 @@ impl Side {
         }
     }
 
-    fn send(&mut self, data: impl Into<Bytes>) {
+    pub(super) fn send(&mut self, data: impl Into<Bytes>) {
         self.outgoing.push(data.into());
     }
 
-    fn handshake_done(&self) -> bool {
+    pub(super) fn handshake_done(&self) -> bool {
         self.handshakes > 0
     }
 
-    fn finished(&self) -> bool {
+    pub(super) fn finished(&self) -> bool {
         self.end.is_some() || self.error.is_some()
     }
 
-    fn error_kind(&self) -> Option<TlsErrorKind> {
+    pub(super) fn error_kind(&self) -> Option<TlsErrorKind> {
         match &self.error {
             Some(Error::Tls { kind, .. }) => Some(*kind),
             _ => None,
@@ -112,7 +138,7 @@ impl Side {
     /// Moves plaintext into the session and ciphertext out to the socket
     /// while either makes progress, then reads once. Returns whether
     /// anything moved.
-    fn step(&mut self) -> bool {
+    pub(super) fn step(&mut self) -> bool {
         if self.error.is_some() {
             // As the driver does: the alert rustls queued goes out (best
             // effort), then the socket is released.
@@ -201,7 +227,7 @@ impl Side {
         progress
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!(
             "{}: handshakes {}, received {}, outgoing {}, end {:?}, error {:?}, write error {:?}",
             self.name,
@@ -262,7 +288,7 @@ fn tls_kind(err: &Error) -> TlsErrorKind {
 }
 
 /// Deterministic pseudo-random bytes.
-fn pattern(len: usize, seed: u64) -> Bytes {
+pub(super) fn pattern(len: usize, seed: u64) -> Bytes {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
