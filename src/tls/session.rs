@@ -9,23 +9,58 @@
 //!
 //! # How the driver uses it
 //!
+//! * **Open** → make the session when the socket is connected (client) or
+//!   accepted (server) and [`write_to`](TlsSession::write_to) at once (the
+//!   ClientHello). Report `Connected` only when `read_from` says
+//!   `handshake_completed`, and keep the connect timer armed until then: the
+//!   connect timeout covers the handshake, and a peer that stalls in it
+//!   meets that timeout (the session itself never waits). Keep
+//!   [`info`](TlsSession::info) for the application at that point.
 //! * **Readable socket** → [`read_from`](TlsSession::read_from) with the room
-//!   left in the input buffer as the budget; append the chunks; then, since
-//!   reading may have produced handshake messages, alerts or a KeyUpdate
-//!   answer, [`write_to`](TlsSession::write_to) if
-//!   [`wants_write`](TlsSession::wants_write).
+//!   left under the input limit as the budget (plaintext is what the input
+//!   buffer, its watermarks and `max_buffer_size` count); append the chunks;
+//!   `budget_exhausted` is the plaintext path's "hit the limit" (suspend
+//!   reading until the application drains, then call again even without a
+//!   readiness event: up to one record of plaintext may wait in the
+//!   session); `socket_bytes > 0` is read progress for the idle timer. Then,
+//!   since reading may have produced handshake messages, session tickets,
+//!   a KeyUpdate answer or an alert, [`write_to`](TlsSession::write_to) if
+//!   [`wants_write`](TlsSession::wants_write), and wait for writability while
+//!   it is not `flushed`. `read_from` reads until the socket would block, so
+//!   it needs no edge-triggering care; to skip the final `EAGAIN` read, pass
+//!   a reader that reports `WouldBlock` after a short read (unless the
+//!   poller reported a hang-up).
 //! * **Flush** → move output plaintext in with
-//!   [`write_plaintext`](TlsSession::write_plaintext) (it takes what fits),
-//!   drain what it took from the output buffer, then
-//!   [`write_to`](TlsSession::write_to); repeat while both make progress.
-//!   Wait for writability while `write_to` reports ciphertext left.
-//! * **Close** → [`send_close_notify`](TlsSession::send_close_notify) once the
-//!   output buffer has gone into the session, flush until
-//!   [`close_notify_flushed`](TlsSession::close_notify_flushed), then shut
-//!   down the socket's write side (FIN).
-//! * **Failure** → after `read_from` reports an error, call `write_to` once
-//!   (best effort: rustls has queued the alert that tells the peer why), then
-//!   release the socket.
+//!   [`write_plaintext`](TlsSession::write_plaintext) (the output buffer's
+//!   `fill_io_slices`; it takes what fits), drain what it took from the
+//!   output buffer (that is the plaintext "sent" count and the write
+//!   watermark's measure), then [`write_to`](TlsSession::write_to); repeat
+//!   while either makes progress. Output is pending while the output buffer
+//!   is not empty *or* the session `wants_write`. Ciphertext held by the
+//!   session is bounded by the options' `buffer_limit`.
+//! * **Close** (graceful) → once the output buffer has gone into the
+//!   session, [`send_close_notify`](TlsSession::send_close_notify), flush
+//!   until [`close_notify_flushed`](TlsSession::close_notify_flushed), then
+//!   shut down the socket's write side (FIN) and linger as for plaintext.
+//!   Closing during the handshake is fine: the alert waits for the handshake
+//!   (and the early plaintext) to go first. **Abort** → drop the session:
+//!   no close_notify, the reset tells the peer.
+//! * **End of input** → `end` is the plaintext EOF (`Event::Eof`; the write
+//!   side stays usable); `error` fails the connection: call `write_to` once
+//!   (best effort: rustls has queued the alert that tells the peer why),
+//!   then release the socket. Plaintext delivered before either stays in the
+//!   input buffer.
+//! * **STARTTLS** (upgrade in place) → on the loop thread: first flush the
+//!   output buffer to the socket in plaintext (bytes written before the
+//!   upgrade go out in clear, before the ClientHello, in order); then make
+//!   the session and route every later read and flush through it. Input
+//!   bytes the application has not read at the upgrade arrived after its
+//!   last plaintext message, so they are the peer's first TLS bytes (a
+//!   pipelined ClientHello): take them out of the input buffer and pass
+//!   `(&taken[..]).chain(&*socket)` to `read_from` (as libevent's filter
+//!   does with its underlying buffer). A server that must refuse plaintext
+//!   pipelined after its STARTTLS command (the command-injection problem)
+//!   checks that the input buffer is empty before it upgrades.
 
 use std::io::{self, IoSlice, Read, Write};
 
