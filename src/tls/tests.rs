@@ -448,9 +448,19 @@ fn the_budget_bounds_each_call_exactly() {
     assert_eq!((nothing.plaintext, nothing.socket_bytes), (0, 0));
     assert!(nothing.budget_exhausted && chunks.is_empty());
     let mut calls = 0;
+    let mut socket_total = 0;
     while got.len() < data.len() {
         let outcome = c.tls.read_from(&c.sock, &mut chunks, 1000);
         assert_eq!(outcome.plaintext, 1000.min(data.len() - got.len()));
+        // What is not delivered stays in the socket, bar about one record
+        // that the session holds (ciphertext is bounded too; the server's
+        // session tickets come first).
+        socket_total += outcome.socket_bytes;
+        assert!(
+            socket_total - got.len() <= 40 * 1024,
+            "{socket_total} read for {} delivered",
+            got.len()
+        );
         if got.len() + outcome.plaintext < data.len() {
             assert!(outcome.budget_exhausted);
         }
