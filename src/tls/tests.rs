@@ -1062,6 +1062,24 @@ fn options_that_cannot_work_are_refused() {
     ));
 }
 
+#[cfg(feature = "tls-webpki-roots")]
+#[test]
+fn webpki_roots_trust_the_public_cas_and_not_the_test_one() {
+    let options = TlsClientOptions::with_webpki_roots("localhost").unwrap();
+    let (mut c, mut s) = pair_with(options, server_options());
+    run_to_failure(&mut c, &mut s);
+    assert_eq!(c.error_kind(), Some(TlsErrorKind::CertificateInvalid));
+    assert!(
+        c.error
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("UnknownIssuer"),
+        "{}",
+        c.describe()
+    );
+}
+
 /// A socket that fails.
 struct Failing(io::ErrorKind);
 
