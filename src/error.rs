@@ -87,6 +87,80 @@ impl fmt::Display for Limit {
     }
 }
 
+/// What kind of TLS failure [`Error::Tls`] reports.
+///
+/// The kinds say what the application can do about it: a certificate problem
+/// is a trust decision (fix the certificate, the roots or the name), a
+/// truncation may be an attack or a careless peer, anything else is a peer
+/// that does not speak (this) TLS. The exact reason, as rustls gave it, is in
+/// the error's `reason`.
+///
+/// | kind | `io::ErrorKind` | why |
+/// |---|---|---|
+/// | `CertificateInvalid` | `PermissionDenied` | we refused to trust the peer |
+/// | `CertificateRejected` | `PermissionDenied` | the peer refused to trust us |
+/// | `HandshakeFailed` | `InvalidData` | no agreement; like tokio-rustls and native-tls |
+/// | `NotTls` | `InvalidData` | the peer's bytes are not TLS at all |
+/// | `Protocol` | `InvalidData` | a record or message that breaks the protocol |
+/// | `Truncated` | `UnexpectedEof` | the stream ended early, as rustls reports it |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsErrorKind {
+    /// This side refused the peer's certificate: untrusted issuer, expired
+    /// or not yet valid, not valid for the name asked for, revoked, badly
+    /// signed, or missing when one is required.
+    CertificateInvalid,
+    /// The peer refused this side's certificate (or its lack of one): it
+    /// sent a certificate alert such as `bad_certificate`, `unknown_ca`,
+    /// `certificate_expired`, `certificate_required` or `access_denied`.
+    /// A TLS 1.3 client may learn this only after its own handshake has
+    /// completed, on its next read.
+    CertificateRejected,
+    /// The handshake could not complete for another reason: no protocol
+    /// version, cipher suite or ALPN protocol in common, a `handshake_failure`
+    /// alert from the peer, a malformed handshake message, or the peer
+    /// closing the connection during the handshake.
+    HandshakeFailed,
+    /// The peer does not speak TLS: its first bytes are not a TLS record (a
+    /// plaintext protocol, or garbage).
+    NotTls,
+    /// The peer broke the protocol after the handshake: a record that does
+    /// not decrypt or parse, an unexpected message, a fatal alert.
+    Protocol,
+    /// The connection ended without the peer's `close_notify`, so the data
+    /// may have been cut short by an attacker. Applications whose protocol
+    /// marks its own ends (HTTP with a length, for instance) may allow it.
+    Truncated,
+}
+
+impl TlsErrorKind {
+    /// The [`io::ErrorKind`] an [`Error::Tls`] of this kind converts to.
+    pub fn io_kind(self) -> io::ErrorKind {
+        match self {
+            TlsErrorKind::CertificateInvalid | TlsErrorKind::CertificateRejected => {
+                io::ErrorKind::PermissionDenied
+            }
+            TlsErrorKind::HandshakeFailed | TlsErrorKind::NotTls | TlsErrorKind::Protocol => {
+                io::ErrorKind::InvalidData
+            }
+            TlsErrorKind::Truncated => io::ErrorKind::UnexpectedEof,
+        }
+    }
+}
+
+impl fmt::Display for TlsErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsErrorKind::CertificateInvalid => "peer certificate invalid",
+            TlsErrorKind::CertificateRejected => "certificate rejected by the peer",
+            TlsErrorKind::HandshakeFailed => "handshake failed",
+            TlsErrorKind::NotTls => "peer does not speak TLS",
+            TlsErrorKind::Protocol => "protocol error",
+            TlsErrorKind::Truncated => "connection truncated",
+        })
+    }
+}
+
 /// Everything that can go wrong in evstream.
 ///
 /// The variants are meant to be matched: a refused connection, a reset, a
@@ -109,6 +183,7 @@ impl fmt::Display for Limit {
 /// | `WouldDeadlock` | `Deadlock` |
 /// | `CallbackPanicked`, `TaskPanicked`, `Internal` | `Other` |
 /// | `LoopStopped` | `NotConnected` |
+/// | `Tls` | by [`TlsErrorKind`]: `PermissionDenied`, `InvalidData` or `UnexpectedEof` |
 /// | `Io` | the wrapped error's kind |
 ///
 /// # Examples
@@ -191,6 +266,16 @@ pub enum Error {
     /// report it); the connection was closed and the loop went on.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The TLS layer of the connection failed (feature `tls`). The
+    /// connection is closed after it; plaintext already delivered stays
+    /// readable.
+    #[error("TLS {kind}: {reason}")]
+    Tls {
+        /// What went wrong, to match on.
+        kind: TlsErrorKind,
+        /// The details, in rustls's words.
+        reason: String,
+    },
     /// Any other operating-system error.
     #[error("I/O error: {0}")]
     Io(#[source] Arc<io::Error>),
@@ -214,6 +299,7 @@ impl Error {
                 io::ErrorKind::Other
             }
             Error::LoopStopped => io::ErrorKind::NotConnected,
+            Error::Tls { kind, .. } => kind.io_kind(),
             Error::Io(err) => err.kind(),
         }
     }
@@ -281,6 +367,13 @@ mod tests {
             (Error::TaskPanicked("x".into()), io::ErrorKind::Other),
             (Error::Internal("x".into()), io::ErrorKind::Other),
             (Error::LoopStopped, io::ErrorKind::NotConnected),
+            (
+                Error::Tls {
+                    kind: TlsErrorKind::CertificateInvalid,
+                    reason: "x".into(),
+                },
+                io::ErrorKind::PermissionDenied,
+            ),
         ];
         for (err, kind) in cases {
             let io: io::Error = err.clone().into();
@@ -305,6 +398,44 @@ mod tests {
         let err = Error::from(other);
         assert!(matches!(err, Error::Io(_)));
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn tls_kinds_map_to_the_documented_io_kinds() {
+        use TlsErrorKind::*;
+        let cases = [
+            (CertificateInvalid, io::ErrorKind::PermissionDenied),
+            (CertificateRejected, io::ErrorKind::PermissionDenied),
+            (HandshakeFailed, io::ErrorKind::InvalidData),
+            (NotTls, io::ErrorKind::InvalidData),
+            (Protocol, io::ErrorKind::InvalidData),
+            (Truncated, io::ErrorKind::UnexpectedEof),
+        ];
+        for (kind, io_kind) in cases {
+            let err = Error::Tls {
+                kind,
+                reason: "because".into(),
+            };
+            assert_eq!(err.kind(), io_kind, "{err}");
+            let io: io::Error = err.clone().into();
+            assert_eq!(io.kind(), io_kind);
+            // The kind survives the round trip through io::Error.
+            match Error::from(io) {
+                Error::Tls { kind: back, reason } => {
+                    assert_eq!(back, kind);
+                    assert_eq!(reason, "because");
+                }
+                other => panic!("{kind:?} came back as {other:?}"),
+            }
+        }
+        let err = Error::Tls {
+            kind: Truncated,
+            reason: "peer closed without close_notify".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "TLS connection truncated: peer closed without close_notify"
+        );
     }
 
     #[test]

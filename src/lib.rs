@@ -165,9 +165,11 @@ mod socket;
 mod stream;
 mod sync;
 mod tcp;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use buffer::{Buffer, Eol};
-pub use error::{Direction, Error, Limit, Result, TimeoutKind};
+pub use error::{Direction, Error, Limit, Result, TimeoutKind, TlsErrorKind};
 pub use event_loop::{default_loop, EventLoop, JoinHandle, LoopHandle, Timer};
 pub use socket::{Event, Socket};
 pub use stream::{
@@ -189,3 +191,5 @@ pub mod prelude {
     pub use crate::peer::{StreamPeer, TouchPeer};
     pub use crate::stream::StreamOptions;
 }
+#[cfg(feature = "tls")]
+pub use tls::{TlsClientOptions, TlsInfo, TlsServerOptions};

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use evstream::{AsyncIoStream, Event, EventLoop, LoopHandle, Socket, TcpOptions};
 
+/// Test certificates and rustls configurations (rcgen).
+#[cfg(feature = "tls")]
+pub mod tls;
+
 /// The bound on every wait in the tests: generous, so a loaded machine does
 /// not fail them, yet finite, so a broken rule fails instead of hanging.
 pub const WAIT: Duration = Duration::from_secs(20);
