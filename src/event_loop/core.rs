@@ -447,7 +447,11 @@ mod tests {
         ev.core.cancel_timer(cancelled);
         ev.core.turn(&|| true).unwrap();
         assert_eq!(wakes.load(Ordering::SeqCst), 1, "a stale wake reached it");
-        assert_eq!(timers.load(Ordering::SeqCst), 0, "a stale or cancelled timer fired");
+        assert_eq!(
+            timers.load(Ordering::SeqCst),
+            0,
+            "a stale or cancelled timer fired"
+        );
         ev.core.add_timer(Instant::now(), new_id, 3);
         ev.core.turn(&|| true).unwrap();
         assert_eq!(timers.load(Ordering::SeqCst), 1, "its own timer fires");

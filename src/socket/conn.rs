@@ -33,6 +33,9 @@ pub(super) const REQ_RESOLVED: u32 = 1 << 8;
 /// Something changed what is waiting (output queued, reading paused): arm
 /// the idle timers that now apply, without restarting their counts.
 pub(super) const REQ_ARM_TIMERS: u32 = 1 << 9;
+/// Upgrade the connection to TLS (STARTTLS).
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(super) const REQ_START_TLS: u32 = 1 << 10;
 
 // Flags in `Conn::flags`.
 /// The connection is established (TCP or Unix).
@@ -67,6 +70,9 @@ pub(super) struct Identity {
     pub(super) host: Option<String>,
     /// The server that accepted it.
     pub(super) listener: Option<Arc<super::listener::ListenerShared>>,
+    /// What the TLS handshake negotiated, once it completed.
+    #[cfg(feature = "tls")]
+    pub(super) tls_info: OnceLock<crate::tls::TlsInfo>,
 }
 
 /// The state of one connection that every thread shares.
@@ -95,14 +101,20 @@ pub(crate) struct Conn {
     pub(super) user_data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
     /// Run on the loop thread when the socket is released.
     pub(super) close_callbacks: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    /// A STARTTLS upgrade asked for, until the driver takes it.
+    #[cfg(feature = "tls")]
+    pub(super) tls_upgrade: Mutex<Option<super::driver::TlsStart>>,
 }
 
 impl Conn {
+    /// A new connection; `filtered` when a filter (TLS) sits between its
+    /// buffers and the socket, so no write may go straight to the kernel.
     pub(super) fn new(
         handle: LoopHandle,
         config: Arc<Config>,
         callbacks: &Callbacks,
         identity: Identity,
+        filtered: bool,
     ) -> Arc<Conn> {
         let timeouts = (config.read_timeout, config.write_timeout);
         let mut flags = 0;
@@ -120,12 +132,14 @@ impl Conn {
             handles: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             input: Mutex::new(Input::new()),
-            output: Mutex::new(Output::new(WriteState::Connecting)),
+            output: Mutex::new(Output::new(WriteState::Connecting, filtered)),
             identity,
             timeouts: Mutex::new(timeouts),
             resolved: Mutex::new(None),
             user_data: Mutex::new(None),
             close_callbacks: Mutex::new(Vec::new()),
+            #[cfg(feature = "tls")]
+            tls_upgrade: Mutex::new(None),
             config,
         })
     }

@@ -418,6 +418,94 @@ impl Socket {
         !lock(&self.inner.conn.output).buf.is_empty()
     }
 
+    /// What the TLS handshake negotiated (ALPN protocol, SNI name, peer
+    /// certificates, version, cipher suite), once it has completed; `None`
+    /// for a connection without TLS (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        self.inner.conn.identity.tls_info.get().cloned()
+    }
+
+    /// Upgrades an established plaintext connection to TLS, as the client
+    /// (STARTTLS: SMTP, IMAP, PostgreSQL…); completes once the handshake
+    /// has (feature `tls`).
+    ///
+    /// Call it after your last plaintext write (what was written before
+    /// goes out in clear, first) and once the peer has agreed to the
+    /// upgrade. Input you have not read yet when the loop upgrades is taken
+    /// as the peer's first TLS bytes. Writes made while the handshake runs
+    /// are queued and sent encrypted, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] if the connection already has TLS or is not
+    /// open; the handshake's failure (`Error::Tls`, and the connection is
+    /// closed).
+    ///
+    /// # Cancel safety
+    ///
+    /// The upgrade goes on if the future is dropped; only the wait ends.
+    #[cfg(feature = "tls")]
+    pub async fn start_tls_client(&self, options: crate::tls::TlsClientOptions) -> Result<()> {
+        self.start_tls(crate::tls::TlsSetup::Client(options)).await
+    }
+
+    /// As [`start_tls_client`](Socket::start_tls_client), as the server.
+    ///
+    /// A server that must refuse plaintext a client pipelined after its
+    /// STARTTLS command (the command-injection problem) checks that
+    /// [`input_buffer_len`](Socket::input_buffer_len) is 0 before it
+    /// upgrades.
+    ///
+    /// # Errors
+    ///
+    /// As [`start_tls_client`](Socket::start_tls_client).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`start_tls_client`](Socket::start_tls_client).
+    #[cfg(feature = "tls")]
+    pub async fn start_tls_server(
+        &self,
+        options: impl Into<crate::tls::TlsServerOptions>,
+    ) -> Result<()> {
+        self.start_tls(crate::tls::TlsSetup::Server(options.into()))
+            .await
+    }
+
+    #[cfg(feature = "tls")]
+    async fn start_tls(&self, setup: crate::tls::TlsSetup) -> Result<()> {
+        let conn = &self.inner.conn;
+        {
+            let mut out = lock(&conn.output);
+            if out.filtered || !conn.flag(CONNECTED) || out.state != WriteState::Open {
+                return Err(Error::InvalidInput(
+                    "STARTTLS needs an open plaintext connection".into(),
+                ));
+            }
+            // From now on every byte goes through the loop, which sends what
+            // is queued in clear before it starts TLS.
+            out.filtered = true;
+        }
+        *lock(&conn.tls_upgrade) = Some(Arc::new(setup));
+        conn.request(super::conn::REQ_START_TLS);
+        std::future::poll_fn(|cx| {
+            let mut out = lock(&conn.output);
+            if conn.identity.tls_info.get().is_some() {
+                return std::task::Poll::Ready(Ok(()));
+            }
+            if let Some(err) = &out.error {
+                return std::task::Poll::Ready(Err(err.clone()));
+            }
+            if out.state == WriteState::Closed {
+                return std::task::Poll::Ready(Err(Error::Closed));
+            }
+            out.wakers.register(cx.waker());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
     /// The server that accepted this connection, if one did.
     pub(crate) fn listener(&self) -> Option<&Arc<super::listener::ListenerShared>> {
         self.inner.conn.identity.listener.as_ref()

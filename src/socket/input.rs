@@ -118,6 +118,14 @@ impl Input {
         Some(self.split_front(front.min(max)))
     }
 
+    /// Takes everything buffered (bytes that turn out to be the peer's
+    /// first TLS records, at a STARTTLS upgrade).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(super) fn take_all(&mut self) -> Buffer {
+        self.front_epoch += 1;
+        std::mem::take(&mut self.buf)
+    }
+
     /// Puts `front` back before what the buffer holds, in order.
     fn unread(&mut self, mut front: Buffer) {
         if front.is_empty() {

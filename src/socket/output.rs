@@ -53,6 +53,12 @@ pub(crate) struct Output {
     pub(super) awaiting_writable: bool,
     /// The loop has been asked to flush.
     pub(super) flush_queued: bool,
+    /// A filter (TLS) sits between this buffer and the socket: every byte
+    /// goes through the loop, never straight to the kernel.
+    pub(super) filtered: bool,
+    /// The filter holds bytes the kernel has not taken yet (flushing is not
+    /// done until it has none).
+    pub(super) filter_pending: bool,
     pub(super) error: Option<Error>,
     /// A write timeout expired that pending writers have not seen yet.
     pub(super) timed_out: bool,
@@ -64,13 +70,15 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    pub(super) fn new(state: WriteState) -> Output {
+    pub(super) fn new(state: WriteState, filtered: bool) -> Output {
         Output {
             buf: Buffer::new(),
             state,
             stream: None,
             awaiting_writable: false,
             flush_queued: false,
+            filtered,
+            filter_pending: false,
             error: None,
             timed_out: false,
             accepted: 0,
@@ -101,6 +109,7 @@ impl Output {
     fn idle_stream(&self) -> Option<Arc<NetStream>> {
         let idle = self.buf.is_empty()
             && self.state == WriteState::Open
+            && !self.filtered
             && !self.awaiting_writable
             && !self.flush_queued;
         if idle {
@@ -414,7 +423,7 @@ impl Socket {
         if let Some(err) = &out.error {
             return Poll::Ready(Err(err.clone()));
         }
-        if out.buf.is_empty() {
+        if out.buf.is_empty() && !out.filter_pending {
             return Poll::Ready(Ok(()));
         }
         if out.state == WriteState::Closed {

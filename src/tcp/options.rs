@@ -69,6 +69,9 @@ pub struct TcpOptions {
     /// follows from whether there is a `read_cb`.
     dont_drain: bool,
     pub(crate) data: Option<Bytes>,
+    /// TLS between the socket and the buffers.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<crate::tls::TlsSetup>>,
 }
 
 /// The options every `TcpOptions::new()` starts from, shared.
@@ -122,6 +125,8 @@ impl TcpOptions {
             config: config.clone(),
             dont_drain: false,
             data: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -187,6 +192,39 @@ impl TcpOptions {
     /// ([`Error::InvalidInput`]): use [`notify_cb`](TcpOptions::notify_cb).
     pub fn dont_drain(mut self, dont_drain: bool) -> Self {
         self.dont_drain = dont_drain;
+        self
+    }
+
+    /// TLS for an outgoing connection (feature `tls`): the handshake runs
+    /// once the socket is connected, within the connect timeout, and the
+    /// connection counts as connected (`Event::Connected`, `connect().await`)
+    /// only once it completes. Everything else — callbacks, streams,
+    /// codecs, watermarks — works on the plaintext as without TLS.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use evstream::tls::rustls;
+    /// use evstream::{TcpOptions, TlsClientOptions};
+    ///
+    /// let config = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(rustls::RootCertStore::empty())
+    ///     .with_no_client_auth();
+    /// let options = TcpOptions::new().tls(TlsClientOptions::new(Arc::new(config), "example.com")?);
+    /// # let _ = options;
+    /// # Ok::<(), evstream::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: crate::tls::TlsClientOptions) -> Self {
+        self.tls = Some(Arc::new(crate::tls::TlsSetup::Client(options)));
+        self
+    }
+
+    /// TLS for accepted connections (what [`ServerOptions::tls`](crate::ServerOptions::tls) sets).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_server(mut self, options: crate::tls::TlsServerOptions) -> Self {
+        self.tls = Some(Arc::new(crate::tls::TlsSetup::Server(options)));
         self
     }
 
@@ -279,6 +317,8 @@ impl TcpOptions {
             config: self.config,
             callbacks: self.callbacks,
             data: self.data,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
         })
     }
 

@@ -77,6 +77,18 @@ impl ServerOptions {
         self.connection = options;
         self
     }
+
+    /// TLS for every accepted connection (feature `tls`): each one's
+    /// handshake runs once it is accepted, bounded by the connection's
+    /// connect timeout, and the connection counts as connected only once it
+    /// completes. Set it after [`connection`](ServerOptions::connection).
+    /// The negotiated protocol, SNI name and peer certificates are in
+    /// [`Socket::tls_info`](crate::Socket::tls_info).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: impl Into<crate::tls::TlsServerOptions>) -> Self {
+        self.connection = self.connection.tls_server(options.into());
+        self
+    }
 }
 
 /// A listening TCP server on a loop. `Send + Sync + Clone`; every clone is

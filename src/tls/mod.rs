@@ -40,13 +40,11 @@ use rustls::{CipherSuite, ClientConfig, ProtocolVersion, ServerConfig};
 
 use crate::error::{Error, Result};
 
-// The connection driver's integration (on its way) is the user; until then
-// only the tests are.
-#[cfg_attr(not(test), allow(dead_code))]
 mod session;
 
-#[allow(unused_imports)]
-pub(crate) use session::{TlsEnd, TlsReadOutcome, TlsSession, TlsWriteOutcome};
+pub(crate) use session::TlsSession;
+#[cfg(test)]
+pub(crate) use session::TlsEnd;
 
 #[cfg(test)]
 #[path = "../../tests/common/tls.rs"]
@@ -57,6 +55,23 @@ mod tests;
 
 #[cfg(test)]
 mod interop_tests;
+
+/// Which side of TLS a connection takes, with its settings.
+#[derive(Debug, Clone)]
+pub(crate) enum TlsSetup {
+    Client(TlsClientOptions),
+    Server(TlsServerOptions),
+}
+
+impl TlsSetup {
+    /// A new session for this side.
+    pub(crate) fn session(&self) -> Result<TlsSession> {
+        match self {
+            TlsSetup::Client(options) => TlsSession::client(options),
+            TlsSetup::Server(options) => TlsSession::server(options),
+        }
+    }
+}
 
 /// How much the session holds for sending by default: plaintext written
 /// before the handshake completes, and encrypted records not yet taken by

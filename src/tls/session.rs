@@ -435,15 +435,19 @@ impl TlsSession {
         if self.close_requested {
             return Err(Error::WriteClosed);
         }
-        self.conn.writer().write_vectored(data).map_err(|err| {
+        let written = self.conn.writer().write_vectored(data);
+        written.map_err(|err| {
             let handshaking = self.conn.is_handshaking();
-            match err
+            let err = match err
                 .get_ref()
                 .and_then(|e| e.downcast_ref::<rustls::Error>())
             {
                 Some(tls) => self.tls_error(map_kind(Some(tls), handshaking), tls.to_string()),
                 None => Error::from(err),
-            }
+            };
+            // Failed for good: no close_notify after this.
+            self.error = Some(err.clone());
+            err
         })
     }
 
@@ -484,6 +488,7 @@ impl TlsSession {
 
     /// Whether the handshake is still under way (including a session that
     /// failed during it).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
     }
@@ -516,6 +521,7 @@ impl TlsSession {
     /// with [`Error::InvalidInput`]. rustls updates keys by itself when the
     /// cipher's limits require it; this is for long-lived connections that
     /// want fresh keys sooner.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn refresh_traffic_keys(&mut self) -> Result<()> {
         self.conn
             .refresh_traffic_keys()

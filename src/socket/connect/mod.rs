@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::conn::{Conn, Identity, OUTPUT_PENDING};
-use super::driver::Driver;
+use super::driver::{Driver, TlsStart};
 use super::listener::ListenerShared;
 use super::{Callbacks, Config, NetStream, Socket};
 use crate::error::Result;
@@ -37,6 +37,22 @@ pub(crate) struct Setup {
     pub(crate) callbacks: Arc<Callbacks>,
     /// Bytes to send once connected (cl-async's `:data`).
     pub(crate) data: Option<Bytes>,
+    /// TLS between the socket and the buffers.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Arc<crate::tls::TlsSetup>>,
+}
+
+impl Setup {
+    /// The TLS settings, if the connection has TLS.
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Option<TlsStart> {
+        self.tls.clone()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls(&self) -> Option<TlsStart> {
+        None
+    }
 }
 
 /// How a driver starts.
@@ -81,7 +97,14 @@ pub(crate) fn connect(handle: &LoopHandle, setup: Setup, target: Target) -> Resu
         host,
         ..Identity::default()
     };
-    let conn = Conn::new(handle.clone(), setup.config, &setup.callbacks, identity);
+    let tls = setup.tls();
+    let conn = Conn::new(
+        handle.clone(),
+        setup.config,
+        &setup.callbacks,
+        identity,
+        tls.is_some(),
+    );
     if let Some(data) = setup.data {
         lock(&conn.output).buf.push(data);
         conn.set_flag(OUTPUT_PENDING);
@@ -92,7 +115,7 @@ pub(crate) fn connect(handle: &LoopHandle, setup: Setup, target: Target) -> Resu
     let socket = Socket::from_conn(conn.clone());
     let driver_conn = conn.clone();
     let callbacks = setup.callbacks;
-    handle.call(move |core| Driver::spawn(core, driver_conn, callbacks, start))?;
+    handle.call(move |core| Driver::spawn(core, driver_conn, callbacks, start, tls))?;
     if let Some((host, port)) = lookup {
         resolve::resolve(host, port, conn);
     }
@@ -108,6 +131,7 @@ pub(super) fn accepted(
     stream: NetStream,
     peer: Option<SocketAddr>,
 ) {
+    let tls = setup.tls();
     let identity = Identity {
         listener: Some(listener.clone()),
         ..Identity::default()
@@ -117,6 +141,7 @@ pub(super) fn accepted(
         setup.config.clone(),
         &setup.callbacks,
         identity,
+        tls.is_some(),
     );
     // A server on one address is every connection's local address; one on
     // a wildcard address must ask.
@@ -128,5 +153,5 @@ pub(super) fn accepted(
         peer,
         local,
     };
-    Driver::spawn(core, conn, setup.callbacks.clone(), start);
+    Driver::spawn(core, conn, setup.callbacks.clone(), start, tls);
 }

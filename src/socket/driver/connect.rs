@@ -25,6 +25,9 @@ pub(super) enum Phase {
         next: usize,
         last_error: Option<Error>,
     },
+    /// Connected, the TLS handshake under way.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Handshaking,
     Open,
     /// FIN sent after a graceful close; waiting for the peer's FIN.
     Lingering,
@@ -38,6 +41,13 @@ struct Known {
 
 impl Driver {
     pub(super) fn start(&mut self, core: &mut Core, id: SourceId, start: Start) {
+        #[cfg(feature = "tls")]
+        if let Some(setup) = self.tls_start.take() {
+            match super::tls::TlsLayer::new(&setup, self.conn.config.read_chunk_size) {
+                Ok(layer) => self.tls = Some(Box::new(layer)),
+                Err(err) => return self.fail(err),
+            }
+        }
         match start {
             Start::Accepted {
                 stream,
@@ -168,14 +178,12 @@ impl Driver {
         }
     }
 
-    /// The socket is connected: publish it and send what was queued.
+    /// The socket is connected: publish it, then open the connection (or
+    /// start its TLS handshake, which opens it when it completes).
     fn open(&mut self, core: &mut Core, id: SourceId, known: Known) {
         let Some(registration) = &self.registration else {
             return;
         };
-        if let Some(timer) = self.connect_timer.take() {
-            core.cancel_timer(timer);
-        }
         let stream = registration.source().clone();
         let identity = &self.conn.identity;
         if let Some(addrs) = stream.tcp_addrs(known.local, known.peer) {
@@ -184,10 +192,23 @@ impl Driver {
         if let Some(paths) = stream.unix_paths() {
             let _ = identity.unix_paths.set(paths);
         }
+        lock(&self.conn.output).stream = Some(stream);
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.start_handshake(core, id);
+        }
+        self.finish_open(core, id);
+    }
+
+    /// The connection is established (and its TLS handshake done): writes
+    /// go out, `Connected` is reported, and what was queued is sent.
+    pub(super) fn finish_open(&mut self, core: &mut Core, id: SourceId) {
+        if let Some(timer) = self.connect_timer.take() {
+            core.cancel_timer(timer);
+        }
         self.conn.set_flag(CONNECTED);
         let wakers = {
             let mut out = lock(&self.conn.output);
-            out.stream = Some(stream);
             if out.state == WriteState::Connecting {
                 out.state = WriteState::Open;
             }
@@ -218,7 +239,10 @@ impl Driver {
     /// up.
     pub(super) fn connect_timed_out(&mut self) {
         self.connect_timer = None;
-        if matches!(self.phase, Phase::Resolving | Phase::Connecting { .. }) {
+        if matches!(
+            self.phase,
+            Phase::Resolving | Phase::Connecting { .. } | Phase::Handshaking
+        ) {
             self.fail(Error::TimedOut(TimeoutKind::Connect));
         }
     }

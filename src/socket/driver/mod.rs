@@ -12,7 +12,16 @@ mod connect;
 mod read;
 mod report;
 mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 mod write;
+
+/// The TLS settings a driver starts with (none can exist without the `tls`
+/// feature).
+#[cfg(feature = "tls")]
+pub(super) use tls::TlsStart;
+#[cfg(not(feature = "tls"))]
+pub(super) enum TlsStart {}
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,13 +68,26 @@ pub(super) struct Driver {
     write_idle: IdleTimer,
     connect_timer: Option<TimerId>,
     linger_timer: Option<TimerId>,
+    /// TLS settings until the socket is connected, then the TLS layer.
+    #[cfg(feature = "tls")]
+    tls_start: Option<TlsStart>,
+    #[cfg(feature = "tls")]
+    tls: Option<Box<tls::TlsLayer>>,
     // The linger timer fired while output was still moving: re-arm it from
     // this last progress.
     pending_linger_rearm: Option<Instant>,
 }
 
 impl Driver {
-    fn new(conn: Arc<Conn>, callbacks: Arc<Callbacks>, start: Start, now: Instant) -> Self {
+    fn new(
+        conn: Arc<Conn>,
+        callbacks: Arc<Callbacks>,
+        start: Start,
+        now: Instant,
+        tls: Option<TlsStart>,
+    ) -> Self {
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
         let (read_timeout, write_timeout) = *lock(&conn.timeouts);
         let socket = conn
             .flag(EXPLICIT_LIFETIME)
@@ -89,16 +111,36 @@ impl Driver {
             write_idle: IdleTimer::new(write_timeout, now),
             connect_timer: None,
             linger_timer: None,
+            #[cfg(feature = "tls")]
+            tls_start: tls,
+            #[cfg(feature = "tls")]
+            tls: None,
             pending_linger_rearm: None,
         }
     }
 
     /// Registers a driver for `conn` in `core` and starts it there.
-    pub(super) fn spawn(core: &mut Core, conn: Arc<Conn>, callbacks: Arc<Callbacks>, start: Start) {
+    pub(super) fn spawn(
+        core: &mut Core,
+        conn: Arc<Conn>,
+        callbacks: Arc<Callbacks>,
+        start: Start,
+        tls: Option<TlsStart>,
+    ) {
         let id = core.reserve();
         conn.set_source(Some(id));
-        let driver = Driver::new(conn, callbacks, start, core.now());
+        let driver = Driver::new(conn, callbacks, start, core.now(), tls);
         core.fill(id, Box::new(driver));
+    }
+
+    /// Reads through TLS when the connection has it, else the socket.
+    fn read_any(&mut self, core: &mut Core, id: SourceId) {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.read_tls(core, id);
+        }
+        let _ = id;
+        self.read(core);
     }
 
     fn stream(&self) -> Option<Arc<NetStream>> {
@@ -142,10 +184,18 @@ impl Driver {
         }
         if bits & REQ_RESUME != 0 {
             self.suspended = false;
-            self.read(core);
+            self.read_any(core, id);
         }
         if bits & REQ_WRITE_CB != 0 {
             self.outcome.write_cb = true;
+        }
+        #[cfg(feature = "tls")]
+        if bits & super::conn::REQ_START_TLS != 0 {
+            let upgrade = lock(&self.conn.tls_upgrade).take();
+            if upgrade.is_some() {
+                self.tls_start = upgrade;
+                self.try_start_tls(core, id);
+            }
         }
     }
 
@@ -170,6 +220,11 @@ impl Driver {
         if let Some(from) = self.pending_linger_rearm.take() {
             self.arm_linger_timer(core, id, from);
         }
+        #[cfg(feature = "tls")]
+        if self.tls_start.is_some() {
+            // A STARTTLS upgrade waiting for its plaintext to go out.
+            self.try_start_tls(core, id);
+        }
         if self.read_more || self.renotify {
             // `on_wake` sees the flags and reads or notifies again, after
             // the other sources that were ready on this turn.
@@ -188,11 +243,11 @@ impl Source for Driver {
                 self.check_connect(core, id, ready.writable);
                 // Bytes may have arrived with the connect completion, and
                 // that edge will not come again.
-                if ready.readable && matches!(self.phase, Phase::Open) {
-                    self.read(core);
+                if ready.readable && matches!(self.phase, Phase::Open | Phase::Handshaking) {
+                    self.read_any(core, id);
                 }
             }
-            Phase::Open | Phase::Lingering => {
+            Phase::Open | Phase::Lingering | Phase::Handshaking => {
                 // Events carry the whole readiness mask, so nearly every
                 // readable event is writable too: flush only if something
                 // may be waiting for the kernel.
@@ -200,7 +255,7 @@ impl Source for Driver {
                     self.flush(core);
                 }
                 if ready.readable {
-                    self.read(core);
+                    self.read_any(core, id);
                 }
             }
             Phase::New(_) | Phase::Resolving => {}
@@ -220,7 +275,7 @@ impl Source for Driver {
         }
         if self.read_more && !self.released {
             self.read_more = false;
-            self.read(core);
+            self.read_any(core, id);
         }
         if self.renotify && !self.released {
             self.renotify = false;

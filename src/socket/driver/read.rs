@@ -20,7 +20,7 @@ const MIN_READ_BLOCK: usize = 512;
 
 /// How many bytes one readiness event may read before the loop moves on to
 /// other connections (the rest is read on the next turn).
-const READ_BUDGET: usize = 1024 * 1024;
+pub(super) const READ_BUDGET: usize = 1024 * 1024;
 
 /// Reads go into the spare capacity of a `BytesMut` block; what one event
 /// read is split off and frozen, so a read costs no allocation until the
@@ -187,7 +187,13 @@ impl Driver {
     /// Dont-drain mode: appends what was read to the input buffer, wakes its
     /// readers, and decides whether to tell `notify_cb` and whether reading
     /// must stop at the limit.
-    fn deliver(&mut self, done: &mut Vec<Bytes>, total: usize, eof: bool, hit_limit: bool) {
+    pub(super) fn deliver(
+        &mut self,
+        done: &mut Vec<Bytes>,
+        total: usize,
+        eof: bool,
+        hit_limit: bool,
+    ) {
         let (wakers, len) = {
             let mut input = lock(&self.conn.input);
             if input.closed {

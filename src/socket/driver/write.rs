@@ -16,6 +16,10 @@ impl Driver {
     /// Hands queued output to the kernel until it is empty or the kernel
     /// refuses more; sends FIN once empty if a shutdown was asked for.
     pub(super) fn flush(&mut self, core: &mut Core) {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.flush_tls(core);
+        }
         let Some(stream) = self.stream() else {
             return;
         };
