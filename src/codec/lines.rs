@@ -189,6 +189,42 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_search_still_sees_a_cr_from_the_previous_call() {
+        for eol in [Eol::CrLf, Eol::CrLfStrict] {
+            let mut codec = LinesCodec::new(eol, 100);
+            let mut src = Buffer::new();
+            for piece in [&b"ab"[..], b"\r"] {
+                src.push(Bytes::copy_from_slice(piece));
+                assert_eq!(codec.decode(&mut src).unwrap(), None, "{eol:?}");
+            }
+            src.push(Bytes::from_static(b"\ncd\r\n"));
+            assert_eq!(
+                &codec.decode(&mut src).unwrap().unwrap()[..],
+                b"ab",
+                "{eol:?}"
+            );
+            assert_eq!(
+                &codec.decode(&mut src).unwrap().unwrap()[..],
+                b"cd",
+                "{eol:?}"
+            );
+            assert!(src.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_search_starts_afresh_after_an_error() {
+        let mut codec = LinesCodec::new(Eol::CrLf, 3);
+        let mut src = Buffer::from(&b"abcd"[..]);
+        assert!(codec.decode(&mut src).is_err());
+        // The caller takes the offending bytes; the rest is searched from
+        // its start.
+        src.drain(4);
+        src.extend_from_slice(b"x\n");
+        assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"x");
+    }
+
+    #[test]
     fn encodes_with_the_style_terminator() {
         let mut dst = Buffer::new();
         LinesCodec::new(Eol::CrLf, 10)
