@@ -748,14 +748,48 @@ impl Buffer {
     /// ```
     #[must_use]
     pub fn find_eol(&self, eol: Eol) -> Option<(usize, usize)> {
+        self.find_eol_from(0, eol)
+    }
+
+    /// Like [`find_eol`](Self::find_eol), for a caller that already knows
+    /// the first `start` bytes hold no complete line ending: only the rest
+    /// is searched (plus, for the CR LF styles, the byte before `start`,
+    /// which may be the CR of a terminator).
+    ///
+    /// A decoder that found no line in the buffer's first `start` bytes
+    /// resumes here when more bytes have arrived, so a long line arriving
+    /// in many pieces is searched once in total rather than once per piece.
+    /// The answer is the same as [`find_eol`](Self::find_eol) gives whenever
+    /// `find_eol` would have found nothing in the first `start` bytes alone;
+    /// otherwise it is the first line ending found from `start` on. A
+    /// `start` past the end searches nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::buffer::{Buffer, Eol};
+    ///
+    /// let mut buf = Buffer::from(&b"abc\r"[..]);
+    /// assert_eq!(buf.find_eol(Eol::CrLfStrict), None);
+    /// let searched = buf.len();
+    /// buf.extend_from_slice(b"\ndef");
+    /// assert_eq!(buf.find_eol_from(searched, Eol::CrLfStrict), Some((3, 2)));
+    /// assert_eq!(buf.find_eol_from(searched, Eol::CrLf), Some((3, 2)));
+    /// ```
+    #[must_use]
+    pub fn find_eol_from(&self, start: usize, eol: Eol) -> Option<(usize, usize)> {
+        let start = start.min(self.len);
         match eol {
-            Eol::Lf => self.find_byte(b'\n').map(|at| (at, 1)),
-            Eol::Nul => self.find_byte(0).map(|at| (at, 1)),
-            Eol::CrLfStrict => self.search(b"\r\n").map(|at| (at, 2)),
+            Eol::Lf => self.find_byte_from(start, b'\n').map(|at| (at.abs, 1)),
+            Eol::Nul => self.find_byte_from(start, 0).map(|at| (at.abs, 1)),
+            // A terminator that starts at `start - 1` ends after `start`.
+            Eol::CrLfStrict => self
+                .search_from(start.saturating_sub(1), b"\r\n")
+                .map(|at| (at, 2)),
             Eol::CrLf => {
                 // The first LF ends the line; any CR before it that is not
                 // directly followed by LF belongs to the line.
-                let lf = self.find_byte_from(0, b'\n')?;
+                let lf = self.find_byte_from(start, b'\n')?;
                 if self.byte_before(lf) == Some(b'\r') {
                     Some((lf.abs - 1, 2))
                 } else {
@@ -763,10 +797,65 @@ impl Buffer {
                 }
             }
             Eol::Any => {
-                let first = self.scan_from(0, |s| memchr::memchr2(b'\r', b'\n', s))?;
+                let first = self.scan_from(start, |s| memchr::memchr2(b'\r', b'\n', s))?;
                 Some((first.abs, self.eol_run_len(first)))
             }
         }
+    }
+
+    /// Returns the offset of the first byte at or after `start` that is
+    /// `a` or `b`, or `None`.
+    ///
+    /// The chunks are searched with `memchr2`, from the chunk holding
+    /// `start` (found from whichever end of the chain is nearer).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::buffer::Buffer;
+    ///
+    /// let buf = Buffer::from(&b"a=b;c"[..]);
+    /// assert_eq!(buf.find_either_from(0, b';', b'='), Some(1));
+    /// assert_eq!(buf.find_either_from(2, b';', b'='), Some(3));
+    /// assert_eq!(buf.find_either_from(4, b';', b'='), None);
+    /// ```
+    #[must_use]
+    pub fn find_either_from(&self, start: usize, a: u8, b: u8) -> Option<usize> {
+        self.scan_from(start, |s| memchr::memchr2(a, b, s))
+            .map(|pos| pos.abs)
+    }
+
+    /// Returns the bytes from offset `start` to the end as slices of the
+    /// chunks they lie in, front to back, without copying or removing them.
+    ///
+    /// The first slice starts at `start` inside its chunk; every slice is
+    /// non-empty. The chunk holding `start` is found from whichever end of
+    /// the chain is nearer, so a scan that resumes near the end of a long
+    /// chain does not walk it from the front. A `start` at or past the end
+    /// yields nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use evstream::buffer::Buffer;
+    ///
+    /// let mut buf = Buffer::new();
+    /// buf.push(Bytes::from_static(b"abc"));
+    /// buf.push(Bytes::from_static(b"de"));
+    /// let rest: Vec<&[u8]> = buf.chunks_from(1).collect();
+    /// assert_eq!(rest, [&b"bc"[..], &b"de"[..]]);
+    /// assert_eq!(buf.chunks_from(5).count(), 0);
+    /// ```
+    pub fn chunks_from(&self, start: usize) -> impl Iterator<Item = &[u8]> {
+        let (first, local) = match self.locate(start) {
+            Some(pos) => (pos.chunk, pos.local),
+            None => (self.chunks.len(), 0),
+        };
+        self.chunks
+            .range(first..)
+            .enumerate()
+            .map(move |(i, chunk)| if i == 0 { &chunk[local..] } else { &chunk[..] })
     }
 
     /// Removes the first complete line and returns it without its
@@ -1870,6 +1959,9 @@ mod tests {
             CopyOutFrom(usize, usize),
             ReadLine(Eol),
             FindEol(Eol),
+            FindEolFrom(Eol, usize),
+            FindEitherFrom(u8, u8, usize),
+            ChunksFrom(usize),
             FillIoSlices(usize),
             PopFrontChunk,
         }
@@ -1914,6 +2006,9 @@ mod tests {
                 1 => (any::<usize>(), 0..24usize).prop_map(|(o, n)| Op::CopyOutFrom(o, n)),
                 3 => eol().prop_map(Op::ReadLine),
                 1 => eol().prop_map(Op::FindEol),
+                2 => (eol(), any::<usize>()).prop_map(|(e, s)| Op::FindEolFrom(e, s)),
+                1 => (byte(), byte(), any::<usize>()).prop_map(|(a, b, s)| Op::FindEitherFrom(a, b, s)),
+                1 => any::<usize>().prop_map(Op::ChunksFrom),
                 1 => (0..6usize).prop_map(Op::FillIoSlices),
                 1 => Just(Op::PopFrontChunk),
             ]
@@ -2059,6 +2154,34 @@ mod tests {
                 },
                 Op::FindEol(eol) => {
                     assert_eq!(buf.find_eol(*eol), model_find_eol(model, *eol));
+                }
+                Op::FindEolFrom(eol, seed) => {
+                    // Resume from the longest prefix without a line end, as
+                    // a decoder does, or from any point the caller knows
+                    // holds none.
+                    let start = clamp(*seed, len);
+                    if model_find_eol(&model[..start], *eol).is_none() {
+                        assert_eq!(
+                            buf.find_eol_from(start, *eol),
+                            model_find_eol(model, *eol),
+                            "find_eol_from({start}, {eol:?})"
+                        );
+                    }
+                    assert_eq!(buf.find_eol_from(len + 1, *eol), None);
+                }
+                Op::FindEitherFrom(a, b, seed) => {
+                    let start = clamp(*seed, len + 1);
+                    let want = model
+                        .get(start..)
+                        .and_then(|rest| rest.iter().position(|x| x == a || x == b))
+                        .map(|at| start + at);
+                    assert_eq!(buf.find_either_from(start, *a, *b), want);
+                }
+                Op::ChunksFrom(seed) => {
+                    let start = clamp(*seed, len + 1);
+                    let slices: Vec<&[u8]> = buf.chunks_from(start).collect();
+                    assert!(slices.iter().all(|s| !s.is_empty()));
+                    assert_eq!(slices.concat(), model.get(start..).unwrap_or_default());
                 }
                 Op::FillIoSlices(n) => {
                     let mut slices = vec![IoSlice::new(&[]); *n];

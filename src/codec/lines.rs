@@ -11,9 +11,18 @@ use crate::error::{Error, Limit, Result};
 /// as `Bytes` slices of the received chunk when the line lies in one.
 ///
 /// A line longer than `max_length` fails with [`Error::LimitExceeded`]
-/// (`FrameLength`) as soon as `max_length` bytes without a terminator have
-/// arrived, so memory stays bounded by the limit; the bytes stay buffered.
-/// At EOF, a last line without terminator is returned as it is.
+/// (`FrameLength`) as soon as more than `max_length` bytes without a
+/// terminator have arrived (in the CR LF styles a last `\r`, which may
+/// start the terminator, is not counted), so memory stays bounded by the
+/// limit; the bytes stay buffered. At EOF, a last line without terminator
+/// is returned as it is — a trailing `\r` included, since no LF can follow
+/// it any more — if it is within the limit, and refused otherwise: no line
+/// returned is ever longer than `max_length`.
+///
+/// Each call resumes the search where the previous one stopped, so a line
+/// arriving in many pieces costs time linear in its length whatever the
+/// style. The codec remembers that position between calls: use it on one
+/// byte stream (a fresh codec for another).
 ///
 /// Encoding appends the item and the style's terminator (`\n` for `Lf` and
 /// `Any`, `\r\n` for `CrLf` and `CrLfStrict`, NUL for `Nul`).
@@ -35,8 +44,9 @@ use crate::error::{Error, Limit, Result};
 pub struct LinesCodec {
     eol: Eol,
     max_length: usize,
-    // How much of the buffer was searched without finding an end, so a long
-    // line arriving in pieces is not searched again from the start.
+    // How much of the buffer was searched without finding a line end, so a
+    // long line arriving in pieces is not searched again from the start.
+    // Reset whenever bytes are taken or an error is returned.
     searched: usize,
 }
 
@@ -80,17 +90,8 @@ impl Decoder for LinesCodec {
     type Item = Bytes;
 
     fn decode(&mut self, src: &mut Buffer) -> Result<Option<Bytes>> {
-        let found = match self.eol {
-            // The common style gets the incremental byte search.
-            Eol::Lf => src
-                .search_from(self.searched.min(src.len()), b"\n")
-                .map(|at| (at, 1)),
-            Eol::Nul => src
-                .search_from(self.searched.min(src.len()), b"\0")
-                .map(|at| (at, 1)),
-            eol => src.find_eol(eol),
-        };
-        match found {
+        // Resume where the last call stopped: those bytes hold no line end.
+        match src.find_eol_from(self.searched, self.eol) {
             Some((line_len, terminator_len)) => {
                 self.searched = 0;
                 if line_len > self.max_length {
@@ -101,20 +102,29 @@ impl Decoder for LinesCodec {
                 Ok(Some(line))
             }
             None => {
-                // Keep one byte back: a `\r` at the end may start a `\r\n`.
-                self.searched = src.len().saturating_sub(1);
-                if src.len() > self.max_length {
-                    // Allow for a terminator still on its way.
-                    let pending_cr = usize::from(src.get(src.len() - 1) == Some(b'\r'));
-                    if src.len() - pending_cr > self.max_length {
-                        return Err(self.too_long());
-                    }
+                // In the CR LF styles a `\r` at the end may be the start of
+                // the terminator, which does not count against the limit.
+                let pending_cr = matches!(self.eol, Eol::CrLf | Eol::CrLfStrict)
+                    && src.len() > self.max_length
+                    && src.get(src.len() - 1) == Some(b'\r');
+                if src.len() - usize::from(pending_cr) > self.max_length {
+                    // Start afresh next time: after an error the caller may
+                    // take bytes out of the buffer.
+                    self.searched = 0;
+                    return Err(self.too_long());
                 }
+                self.searched = src.len();
                 Ok(None)
             }
         }
     }
 
+    /// Returns the last line, unterminated, once the peer has closed.
+    ///
+    /// A `\r` at the very end is line content here in every style: in the
+    /// CR LF styles `decode` waited for the LF that could have followed it,
+    /// and none can come any more. The line is checked against the limit
+    /// like any other.
     fn decode_eof(&mut self, src: &mut Buffer) -> Result<Option<Bytes>> {
         if let Some(line) = self.decode(src)? {
             return Ok(Some(line));
@@ -122,6 +132,9 @@ impl Decoder for LinesCodec {
         self.searched = 0;
         if src.is_empty() {
             return Ok(None);
+        }
+        if src.len() > self.max_length {
+            return Err(self.too_long());
         }
         let len = src.len();
         Ok(Some(src.split_to(len)))
@@ -173,6 +186,42 @@ mod tests {
         src.push(Bytes::from_static(b"def\nx"));
         assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"abcdef");
         assert_eq!(src.to_vec(), b"x");
+    }
+
+    #[test]
+    fn a_resumed_search_still_sees_a_cr_from_the_previous_call() {
+        for eol in [Eol::CrLf, Eol::CrLfStrict] {
+            let mut codec = LinesCodec::new(eol, 100);
+            let mut src = Buffer::new();
+            for piece in [&b"ab"[..], b"\r"] {
+                src.push(Bytes::copy_from_slice(piece));
+                assert_eq!(codec.decode(&mut src).unwrap(), None, "{eol:?}");
+            }
+            src.push(Bytes::from_static(b"\ncd\r\n"));
+            assert_eq!(
+                &codec.decode(&mut src).unwrap().unwrap()[..],
+                b"ab",
+                "{eol:?}"
+            );
+            assert_eq!(
+                &codec.decode(&mut src).unwrap().unwrap()[..],
+                b"cd",
+                "{eol:?}"
+            );
+            assert!(src.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_search_starts_afresh_after_an_error() {
+        let mut codec = LinesCodec::new(Eol::CrLf, 3);
+        let mut src = Buffer::from(&b"abcd"[..]);
+        assert!(codec.decode(&mut src).is_err());
+        // The caller takes the offending bytes; the rest is searched from
+        // its start.
+        src.drain(4);
+        src.extend_from_slice(b"x\n");
+        assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"x");
     }
 
     #[test]

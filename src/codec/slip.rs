@@ -18,10 +18,23 @@ const ESC_ESC: u8 = 0xDD;
 ///
 /// A frame without escapes that lies in one received chunk is returned as
 /// a slice of it, without copying. Malformed input — ESC followed by
-/// anything but ESC_END or ESC_ESC — fails with [`Error::InvalidData`];
-/// more than `2 * max_frame + 1` bytes without an END (the most an encoded
-/// frame of `max_frame` bytes can take) fail with
-/// [`Error::LimitExceeded`]. In both cases the bytes stay in the input.
+/// anything but ESC_END or ESC_ESC — fails with [`Error::InvalidData`]; a
+/// frame whose decoded bytes pass `max_frame` fails with
+/// [`Error::LimitExceeded`] as soon as the byte that passes it arrives,
+/// without waiting for its END. In both cases the frame's bytes stay in the
+/// input. Whichever comes first in the input is the error reported, so the
+/// result does not depend on how the bytes were split into reads.
+///
+/// Empty frames (runs of END) are consumed as they are skipped: a run of
+/// END bytes in front of a frame is reduced to one END at once, and that
+/// one goes with the frame. So a flood of END bytes costs neither memory
+/// nor time, and a decoder waiting for the rest of a frame holds at most
+/// `2 * max_frame + 2` bytes (one END, every byte escaped, a last ESC).
+///
+/// Each call resumes scanning where the previous one stopped, so a frame
+/// arriving in many pieces costs time linear in its length. The codec
+/// remembers that position between calls: use it on one byte stream (a
+/// fresh codec for another).
 ///
 /// # Examples
 ///
@@ -38,87 +51,176 @@ const ESC_ESC: u8 = 0xDD;
 #[derive(Debug, Clone)]
 pub struct SlipCodec {
     max_frame: usize,
+    /// Offset (from the front of the buffer) of the first byte not yet
+    /// examined; the bytes before it belong to the frame being received.
+    scanned: usize,
+    /// Decoded length of the bytes before `scanned`.
+    decoded: usize,
+    /// The last byte examined is an ESC whose partner has not arrived.
+    escaping: bool,
+}
+
+/// What a scan of the received bytes found.
+enum Scan {
+    /// The frame's END is at this offset.
+    End(usize),
+    /// Every byte was examined; the frame goes on.
+    More,
 }
 
 impl SlipCodec {
     /// A codec refusing decoded frames over `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        SlipCodec { max_frame }
+        SlipCodec {
+            max_frame,
+            scanned: 0,
+            decoded: 0,
+            escaping: false,
+        }
     }
 
-    fn max_encoded(&self) -> usize {
-        self.max_frame.saturating_mul(2).saturating_add(1)
+    fn reset(&mut self) {
+        self.scanned = 0;
+        self.decoded = 0;
+        self.escaping = false;
     }
+
+    fn too_long(&self) -> Error {
+        Error::LimitExceeded {
+            what: Limit::FrameLength,
+            limit: self.max_frame,
+        }
+    }
+
+    /// Adds `n` decoded bytes, failing once the frame passes the limit.
+    fn count(&mut self, n: usize) -> Result<()> {
+        self.decoded += n;
+        if self.decoded > self.max_frame {
+            return Err(self.too_long());
+        }
+        Ok(())
+    }
+
+    /// Examines the bytes from `self.scanned` on, chunk slice by chunk
+    /// slice, until the frame's END, an error, or the end of the buffer.
+    fn scan(&mut self, src: &Buffer) -> Result<Scan> {
+        let mut pos = self.scanned;
+        for chunk in src.chunks_from(pos) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                if self.escaping {
+                    match rest[0] {
+                        ESC_END | ESC_ESC => {
+                            self.escaping = false;
+                            self.count(1)?;
+                            rest = &rest[1..];
+                            pos += 1;
+                            continue;
+                        }
+                        other => {
+                            let what = if other == END {
+                                "the frame's END".to_string()
+                            } else {
+                                format!("{other:#04x}")
+                            };
+                            return Err(Error::InvalidData(format!(
+                                "SLIP: ESC followed by {what} at offset {}",
+                                pos - 1
+                            )));
+                        }
+                    }
+                }
+                match memchr::memchr2(END, ESC, rest) {
+                    None => {
+                        self.count(rest.len())?;
+                        pos += rest.len();
+                        rest = &[];
+                    }
+                    Some(at) => {
+                        self.count(at)?;
+                        pos += at;
+                        if rest[at] == END {
+                            return Ok(Scan::End(pos));
+                        }
+                        self.escaping = true;
+                        pos += 1;
+                        rest = &rest[at + 1..];
+                    }
+                }
+            }
+            self.scanned = pos;
+        }
+        self.scanned = pos;
+        Ok(Scan::More)
+    }
+
+    /// Reduces a run of END bytes at the front of `src` to one END and
+    /// returns where the frame's bytes start (after that END, if any).
+    fn skip_empty_frames(src: &mut Buffer) -> usize {
+        let mut ends = 0;
+        for chunk in src.chunks() {
+            let run = chunk.iter().take_while(|&&b| b == END).count();
+            ends += run;
+            if run < chunk.len() {
+                break;
+            }
+        }
+        if ends > 1 {
+            src.drain(ends - 1);
+        }
+        usize::from(ends > 0)
+    }
+}
+
+/// Decodes an escaped frame that `scan` validated.
+fn unescape(raw: &[u8], decoded_len: usize) -> Bytes {
+    let mut frame = BytesMut::with_capacity(decoded_len);
+    let mut rest = raw;
+    while let Some(at) = memchr::memchr(ESC, rest) {
+        frame.extend_from_slice(&rest[..at]);
+        frame.extend_from_slice(&[if rest.get(at + 1) == Some(&ESC_END) {
+            END
+        } else {
+            ESC
+        }]);
+        rest = rest.get(at + 2..).unwrap_or_default();
+    }
+    frame.extend_from_slice(rest);
+    frame.freeze()
 }
 
 impl Decoder for SlipCodec {
     type Item = Bytes;
 
     fn decode(&mut self, src: &mut Buffer) -> Result<Option<Bytes>> {
-        // Leading ENDs are empty frames (the double END). They are skipped
-        // by offset and dropped only together with a frame, so a decoder
-        // that returns an error or `None` leaves the buffer untouched.
-        let mut start = 0;
-        while src.get(start) == Some(END) {
-            start += 1;
+        // Leading ENDs are empty frames (the double END): all but one are
+        // dropped here, so they cost nothing however many arrive. The last
+        // one is dropped with the frame that follows it, so an error leaves
+        // the frame exactly as it arrived, END included.
+        let start = Self::skip_empty_frames(src);
+        if self.scanned < start {
+            self.scanned = start;
         }
-        let Some(end) = src.search_from(start, &[END]) else {
-            if src.len() - start > self.max_encoded() {
-                return Err(Error::LimitExceeded {
-                    what: Limit::FrameLength,
-                    limit: self.max_frame,
-                });
+        let end = match self.scan(src) {
+            Ok(Scan::End(end)) => end,
+            Ok(Scan::More) => return Ok(None),
+            Err(err) => {
+                // Start afresh next time: after an error the caller may
+                // take bytes out of the buffer.
+                self.reset();
+                return Err(err);
             }
-            return Ok(None);
         };
-        // Validate and measure before taking anything, so malformed input
-        // stays in the buffer.
-        let mut escapes = 0;
-        let mut index = start;
-        while index < end {
-            if src.get(index) == Some(ESC) {
-                match src.get(index + 1) {
-                    Some(ESC_END) | Some(ESC_ESC) => {
-                        escapes += 1;
-                        index += 2;
-                        continue;
-                    }
-                    other => {
-                        return Err(Error::InvalidData(format!(
-                            "SLIP: ESC followed by {} at offset {index}",
-                            other.map_or("the frame's END".to_string(), |b| format!("{b:#04x}"))
-                        )))
-                    }
-                }
-            }
-            index += 1;
-        }
+        let decoded_len = self.decoded;
+        self.reset();
         let encoded_len = end - start;
-        if encoded_len - escapes > self.max_frame {
-            return Err(Error::LimitExceeded {
-                what: Limit::FrameLength,
-                limit: self.max_frame,
-            });
-        }
         src.drain(start);
         let raw = src.split_to(encoded_len);
         src.drain(1);
-        if escapes == 0 {
+        if decoded_len == encoded_len {
             return Ok(Some(raw));
         }
-        let mut frame = BytesMut::with_capacity(encoded_len - escapes);
-        let mut bytes = raw.iter();
-        while let Some(&b) = bytes.next() {
-            if b == ESC {
-                frame.extend_from_slice(&[match bytes.next() {
-                    Some(&ESC_END) => END,
-                    _ => ESC,
-                }]);
-            } else {
-                frame.extend_from_slice(&[b]);
-            }
-        }
-        Ok(Some(frame.freeze()))
+        Ok(Some(unescape(&raw, decoded_len)))
     }
 
     fn decode_eof(&mut self, src: &mut Buffer) -> Result<Option<Bytes>> {
@@ -126,13 +228,17 @@ impl Decoder for SlipCodec {
             Some(frame) => Ok(Some(frame)),
             // Only empty frames (ENDs) left: nothing was lost.
             None if src.chunks().all(|chunk| chunk.iter().all(|&b| b == END)) => {
+                self.reset();
                 src.clear();
                 Ok(None)
             }
-            None => Err(Error::InvalidData(format!(
-                "SLIP: connection closed inside a frame ({} bytes without END)",
-                src.len()
-            ))),
+            None => {
+                self.reset();
+                Err(Error::InvalidData(format!(
+                    "SLIP: connection closed inside a frame ({} bytes without END)",
+                    src.len()
+                )))
+            }
         }
     }
 }
@@ -187,15 +293,62 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_without_end_is_bounded() {
+    fn a_frame_without_end_is_bounded_by_its_decoded_length() {
         let mut codec = SlipCodec::new(4);
-        let mut src = Buffer::from(&[1u8; 9][..]);
+        let mut src = Buffer::from(&[1u8; 4][..]);
         assert_eq!(codec.decode(&mut src).unwrap(), None);
         src.extend_from_slice(&[1]);
         assert!(matches!(
             codec.decode(&mut src),
             Err(Error::LimitExceeded { limit: 4, .. })
         ));
+        assert_eq!(src.len(), 5, "the bytes stay");
+        // Escaped bytes count once each.
+        let mut codec = SlipCodec::new(4);
+        let mut src =
+            Buffer::from(&[ESC, ESC_ESC, ESC, ESC_END, ESC, ESC_ESC, ESC, ESC_END, ESC][..]);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        src.extend_from_slice(&[ESC_END]);
+        assert!(matches!(
+            codec.decode(&mut src),
+            Err(Error::LimitExceeded { limit: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn scanning_resumes_across_calls_and_chunks() {
+        // An escape split across calls, an END run before the frame.
+        let wire = [END, END, END, 1, ESC, ESC_END, 2, ESC, ESC_ESC, END, END];
+        let mut codec = SlipCodec::new(8);
+        let mut src = Buffer::new();
+        let mut frames = Vec::new();
+        for &b in &wire {
+            src.push(Bytes::copy_from_slice(&[b]));
+            while let Some(frame) = codec.decode(&mut src).unwrap() {
+                frames.push(frame);
+            }
+            assert!(src.len() <= 2 * 8 + 2, "holds {}", src.len());
+        }
+        assert_eq!(frames, [Bytes::from_static(&[1, END, 2, ESC])]);
+        assert_eq!(codec.decode_eof(&mut src).unwrap(), None);
+        assert!(src.is_empty());
+    }
+
+    #[test]
+    fn the_first_violation_in_the_input_is_the_error() {
+        // A bad escape after the limit was passed: the limit, whether the
+        // bytes arrive at once or one by one.
+        let wire = [1u8, 2, 3, ESC, 7, END];
+        let mut at_once = SlipCodec::new(2);
+        let result = at_once.decode(&mut Buffer::from(&wire[..]));
+        assert!(
+            matches!(result, Err(Error::LimitExceeded { .. })),
+            "{result:?}"
+        );
+        // A bad escape before the limit is passed: invalid data.
+        let wire = [1u8, ESC, 7, 3, 4, END];
+        let result = SlipCodec::new(2).decode(&mut Buffer::from(&wire[..]));
+        assert!(matches!(result, Err(Error::InvalidData(_))), "{result:?}");
     }
 
     #[test]

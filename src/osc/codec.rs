@@ -46,7 +46,11 @@ enum Framer {
 ///
 /// Packets over `max_packet` bytes are refused in both directions: on
 /// input before the packet is buffered, as the framing codec does, and on
-/// output with [`Error::LimitExceeded`].
+/// output with [`Error::LimitExceeded`]. While a packet is incomplete the
+/// codec holds at most `4 + max_packet` bytes (OSC 1.0) or
+/// `2 * max_packet + 2` (OSC 1.1, every byte escaped), and each call
+/// resumes where the last one stopped, so a packet arriving in many pieces
+/// costs time linear in its size.
 ///
 /// # Examples
 ///
@@ -156,9 +160,11 @@ impl Decoder for OscCodec {
     /// # Errors
     ///
     /// [`Error::InvalidData`] for a malformed frame or packet, and for a
-    /// size prefix over `max_packet`; [`Error::LimitExceeded`] for SLIP
-    /// input running over `max_packet` without an END. The bytes stay in
-    /// `src`.
+    /// size prefix over `max_packet`; [`Error::LimitExceeded`] as soon as a
+    /// SLIP frame's decoded bytes pass `max_packet`, before its END. The
+    /// bytes stay in `src` (with SLIP, a run of END bytes before a frame —
+    /// empty frames — is reduced to one END as it is skipped, as
+    /// [`SlipCodec`] does).
     fn decode(&mut self, src: &mut Buffer) -> Result<Option<OscPacket>> {
         let frame = match &mut self.framer {
             Framer::Length(codec) => codec.decode(src)?,

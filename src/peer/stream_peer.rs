@@ -233,17 +233,43 @@ pub trait StreamPeer {
     /// The raw variant: exactly `len` bytes as UTF-8 (Godot's
     /// `get_string(bytes)`).
     ///
+    /// Memory follows the bytes that arrive, not `len`: the string is read
+    /// in pieces of what is buffered, or at most 64 KiB when it has to
+    /// wait, so a peer that announces megabytes and sends four
+    /// bytes costs at most one piece.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidData`] if they are not UTF-8; else as
-    /// [`get_data`](StreamPeer::get_data).
+    /// [`get_data`](StreamPeer::get_data), with
+    /// [`Error::UnexpectedEof`] counting every byte of the string that
+    /// arrived (the bytes of pieces read before the end are consumed).
     fn get_string_raw(&mut self, len: usize) -> Result<String> {
-        let mut bytes = vec![0u8; len];
-        self.get_data(&mut bytes)?;
+        let mut bytes = Vec::new();
+        while bytes.len() < len {
+            let got = bytes.len();
+            let piece = (len - got).min(self.available_bytes().max(STRING_PIECE));
+            bytes.resize(got + piece, 0);
+            match self.get_data(&mut bytes[got..]) {
+                Ok(()) => {}
+                Err(Error::UnexpectedEof { received, .. }) => {
+                    return Err(Error::UnexpectedEof {
+                        needed: len,
+                        received: got + received,
+                    })
+                }
+                Err(err) => return Err(err),
+            }
+        }
         String::from_utf8(bytes)
             .map_err(|err| Error::InvalidData(format!("string is not UTF-8: {err}")))
     }
 }
+
+/// How many bytes [`StreamPeer::get_string_raw`] asks for at most when
+/// fewer are buffered: the most a string read allocates ahead of the bytes
+/// that arrived.
+const STRING_PIECE: usize = 64 * 1024;
 
 /// Converts IEEE 754 half-precision bits to `f32` (for
 /// [`StreamPeer::get_f16_bits`]).
@@ -401,6 +427,24 @@ impl StreamPeer for StreamPeerBuffer {
 
     fn available_bytes(&self) -> usize {
         self.data.len() - self.position
+    }
+
+    /// As the trait's, but an in-memory buffer never receives more: a
+    /// string longer than what is left fails at once, without allocating
+    /// or consuming anything.
+    fn get_string_raw(&mut self, len: usize) -> Result<String> {
+        let available = self.available_bytes();
+        if available < len {
+            return Err(Error::UnexpectedEof {
+                needed: len,
+                received: available,
+            });
+        }
+        // Consumed whether or not they are UTF-8, as `get_data` would.
+        let bytes = self.data[self.position..self.position + len].to_vec();
+        self.position += len;
+        String::from_utf8(bytes)
+            .map_err(|err| Error::InvalidData(format!("string is not UTF-8: {err}")))
     }
 }
 
