@@ -12,6 +12,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::sys::{Events, Poller, Readiness};
+use super::blocks::ReadBlocks;
 use super::timer::{TimerHeap, TimerId, TimerTarget};
 use super::{Command, LoopHandle, Shared};
 use crate::error::Error;
@@ -92,6 +93,8 @@ pub(crate) struct Core {
     // Lent to one connection at a time for the chunks one event reads, so
     // idle connections do not each keep a list's allocation.
     chunk_list: Vec<Bytes>,
+    /// What every connection of the loop reads into.
+    read_blocks: ReadBlocks,
 }
 
 impl Core {
@@ -108,7 +111,13 @@ impl Core {
             ready: Vec::new(),
             commands: VecDeque::new(),
             chunk_list: Vec::new(),
+            read_blocks: ReadBlocks::default(),
         }
+    }
+
+    /// The loop's read blocks.
+    pub(crate) fn read_blocks(&mut self) -> &mut ReadBlocks {
+        &mut self.read_blocks
     }
 
     /// Lends the loop's list for the chunks one event reads (empty).

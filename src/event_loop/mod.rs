@@ -14,13 +14,14 @@
 //! operation on those connections reports, and new work posted to it is
 //! refused with the same error.
 
+mod blocks;
 mod core;
 mod sys;
 mod task;
 mod timer;
 
 pub(crate) use self::core::{Core, Source, SourceId, Step};
-pub(crate) use sys::{read_into_spare, Readiness, Registration};
+pub(crate) use sys::{Readiness, Registration};
 pub use task::JoinHandle;
 pub(crate) use timer::TimerId;
 

@@ -42,3 +42,22 @@ pub use handle::Socket;
 pub(crate) use input::{FrameKind, HeldInput, InputEnd, Lent};
 pub(crate) use listener::{listen, ListenerShared};
 pub(crate) use net::{NetListener, NetStream};
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "Conn {} Input {} Output {} Identity {} Driver {} Wakers {} Buffer {} Error {} Socket {}",
+            std::mem::size_of::<super::conn::Conn>(),
+            std::mem::size_of::<super::input::Input>(),
+            std::mem::size_of::<super::output::Output>(),
+            std::mem::size_of::<super::conn::Identity>(),
+            std::mem::size_of::<super::driver::Driver>(),
+            std::mem::size_of::<super::protocol::Wakers>(),
+            std::mem::size_of::<crate::buffer::Buffer>(),
+            std::mem::size_of::<crate::error::Error>(),
+            std::mem::size_of::<super::Socket>(),
+        );
+    }
+}

@@ -37,7 +37,6 @@ use crate::event_loop::{Core, Readiness, Registration, Source, SourceId, Step, T
 use crate::sync::lock;
 
 use connect::Phase;
-use read::ReadBlock;
 use report::Outcome;
 use timers::IdleTimer;
 
@@ -47,7 +46,6 @@ pub(super) struct Driver {
     callbacks: Arc<Callbacks>,
     phase: Phase,
     registration: Option<Registration<NetStream>>,
-    read_block: ReadBlock,
     outcome: Outcome,
     // A handle for callbacks, kept only when the lifetime is explicit (a
     // kept handle would otherwise stop "last handle dropped" from closing).
@@ -93,7 +91,6 @@ impl Driver {
             .flag(EXPLICIT_LIFETIME)
             .then(|| Socket::from_conn(conn.clone()));
         Driver {
-            read_block: ReadBlock::new(conn.config.read_chunk_size),
             conn,
             callbacks,
             phase: Phase::New(Some(start)),

@@ -1,82 +1,22 @@
-//! Reading: from the socket into read blocks, then to `read_cb` (drain
-//! mode) or into the input buffer (dont-drain mode), within the input's
-//! limits.
+//! Reading: from the socket into the loop's read blocks (see
+//! `event_loop/blocks.rs`: no connection holds read memory of its own),
+//! then to `read_cb` (drain mode) or into the input buffer (dont-drain
+//! mode), within the input's limits.
 
 use std::io;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::super::conn::{CLOSED, INPUT_SUSPENDED, USER_PAUSED};
-use super::super::NetStream;
 use super::connect::Phase;
 use super::Driver;
 use crate::error::Error;
-use crate::event_loop::{read_into_spare, Core};
+use crate::event_loop::Core;
 use crate::sync::lock;
-
-/// The smallest read block; connections that only ever see small messages
-/// stay at this size, so thousands of idle connections cost little memory.
-const MIN_READ_BLOCK: usize = 512;
 
 /// How many bytes one readiness event may read before the loop moves on to
 /// other connections (the rest is read on the next turn).
 pub(super) const READ_BUDGET: usize = 1024 * 1024;
-
-/// Reads go into the spare capacity of a `BytesMut` block; what one event
-/// read is split off and frozen, so a read costs no allocation until the
-/// block is used up, and a used-up block whose chunks have all been dropped
-/// is reclaimed rather than reallocated. The block size adapts: it starts
-/// small (so idle connections hold little memory), doubles while reads fill
-/// it and halves when they are small.
-pub(super) struct ReadBlock {
-    /// `len()` is what this event has read so far; the rest is room.
-    block: BytesMut,
-    next_size: usize,
-    max_size: usize,
-}
-
-impl ReadBlock {
-    pub(super) fn new(max_size: usize) -> Self {
-        ReadBlock {
-            block: BytesMut::new(),
-            next_size: MIN_READ_BLOCK.min(max_size),
-            max_size,
-        }
-    }
-
-    /// Reads at most `want` bytes from `stream`; returns (read, asked).
-    /// Moves what this event read so far into `done` when the block has to
-    /// be replaced.
-    fn read(
-        &mut self,
-        stream: &NetStream,
-        want: usize,
-        done: &mut Vec<Bytes>,
-    ) -> io::Result<(usize, usize)> {
-        let room = self.block.capacity() - self.block.len();
-        if room < want.min(MIN_READ_BLOCK) {
-            if !self.block.is_empty() {
-                done.push(self.block.split().freeze());
-            }
-            // Reclaims the old allocation when nothing refers to it any more.
-            self.block.reserve(self.next_size.max(MIN_READ_BLOCK));
-        }
-        let asked = (self.block.capacity() - self.block.len()).min(want);
-        let n = read_into_spare(stream, &mut self.block, asked)?;
-        if n == asked {
-            self.next_size = (self.next_size * 2).min(self.max_size);
-        } else if n < self.next_size / 8 {
-            self.next_size = (self.next_size / 2).max(MIN_READ_BLOCK);
-        }
-        Ok((n, asked))
-    }
-
-    fn finish(&mut self, done: &mut Vec<Bytes>) {
-        if !self.block.is_empty() {
-            done.push(self.block.split().freeze());
-        }
-    }
-}
 
 impl Driver {
     /// Reads the socket until it would block, the input reaches its limit,
@@ -126,9 +66,9 @@ impl Driver {
                 self.read_more = true;
                 break;
             }
-            match self
-                .read_block
-                .read(&stream, space.min(chunk_size), &mut done)
+            match core
+                .read_blocks()
+                .read(&*stream, space.min(chunk_size), &mut done)
             {
                 Ok((0, _)) => {
                     eof = true;
@@ -155,7 +95,7 @@ impl Driver {
                 }
             }
         }
-        self.read_block.finish(&mut done);
+        core.read_blocks().finish(&mut done);
         if total > 0 {
             self.read_idle.progress(core, false);
         }
