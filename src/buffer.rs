@@ -134,9 +134,152 @@ pub enum Eol {
 #[derive(Default, Clone)]
 pub struct Buffer {
     /// Invariant: no chunk is empty.
-    chunks: VecDeque<Bytes>,
+    chunks: ChunkDeque,
     /// Invariant: the sum of the chunk lengths.
     len: usize,
+}
+
+/// The chunks of a buffer: a deque whose first chunk lives inline, so a
+/// buffer of one chunk — the usual state of a connection's input and output
+/// — allocates nothing, and one that empties gives its allocation back (an
+/// idle connection keeps no memory for chunk lists).
+#[derive(Default, Clone)]
+struct ChunkDeque {
+    /// Invariant: `None` only when `rest` is empty too.
+    head: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl ChunkDeque {
+    fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.rest.len()
+    }
+
+    fn front(&self) -> Option<&Bytes> {
+        self.head.as_ref()
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Bytes> {
+        self.head.as_mut()
+    }
+
+    fn back_mut(&mut self) -> Option<&mut Bytes> {
+        match self.rest.back_mut() {
+            Some(back) => Some(back),
+            None => self.head.as_mut(),
+        }
+    }
+
+    fn push_back(&mut self, chunk: Bytes) {
+        if self.head.is_none() {
+            self.head = Some(chunk);
+        } else {
+            self.rest.push_back(chunk);
+        }
+    }
+
+    fn push_front(&mut self, chunk: Bytes) {
+        if let Some(old) = self.head.replace(chunk) {
+            self.rest.push_front(old);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Bytes> {
+        let front = self.head.take()?;
+        self.head = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
+            // Back to one chunk or none: the list's allocation goes.
+            self.rest = VecDeque::new();
+        }
+        Some(front)
+    }
+
+    fn clear(&mut self) {
+        self.head = None;
+        self.rest = VecDeque::new();
+    }
+
+    fn append(&mut self, other: &mut ChunkDeque) {
+        if self.head.is_none() {
+            std::mem::swap(self, other);
+            return;
+        }
+        if let Some(head) = other.head.take() {
+            self.rest.push_back(head);
+            self.rest.append(&mut other.rest);
+            other.rest = VecDeque::new();
+        }
+    }
+
+    fn iter(&self) -> ChunkIter<'_> {
+        ChunkIter {
+            head: self.head.as_ref(),
+            rest: self.rest.iter(),
+        }
+    }
+
+    /// The chunk at `index`.
+    fn get(&self, index: usize) -> Option<&Bytes> {
+        match index {
+            0 => self.head.as_ref(),
+            n => self.rest.get(n - 1),
+        }
+    }
+
+    /// The chunks from index `start` on.
+    fn iter_from(&self, start: usize) -> ChunkIter<'_> {
+        let mut iter = self.iter();
+        if start > 0 {
+            iter.nth(start - 1);
+        }
+        iter
+    }
+}
+
+/// Iterates the chunks of a [`ChunkDeque`], front to back.
+#[derive(Clone)]
+struct ChunkIter<'a> {
+    head: Option<&'a Bytes>,
+    rest: std::collections::vec_deque::Iter<'a, Bytes>,
+}
+
+impl<'a> Iterator for ChunkIter<'a> {
+    type Item = &'a Bytes;
+
+    fn next(&mut self) -> Option<&'a Bytes> {
+        match self.head.take() {
+            Some(head) => Some(head),
+            None => self.rest.next(),
+        }
+    }
+
+    fn nth(&mut self, n: usize) -> Option<&'a Bytes> {
+        match (self.head.take(), n) {
+            (Some(head), 0) => Some(head),
+            (Some(_), n) => self.rest.nth(n - 1),
+            (None, n) => self.rest.nth(n),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.len();
+        (len, Some(len))
+    }
+}
+
+impl DoubleEndedIterator for ChunkIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self.rest.next_back() {
+            Some(back) => Some(back),
+            None => self.head.take(),
+        }
+    }
+}
+
+impl ExactSizeIterator for ChunkIter<'_> {
+    fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.rest.len()
+    }
 }
 
 /// A position inside the buffer, in both absolute and chunk-relative form,
@@ -587,7 +730,7 @@ impl Buffer {
         let n = dst.len().min(self.len - offset);
         let mut copied = 0;
         let mut local = pos.local;
-        for chunk in self.chunks.range(pos.chunk..) {
+        for chunk in self.chunks.iter_from(pos.chunk) {
             if copied == n {
                 break;
             }
@@ -853,7 +996,7 @@ impl Buffer {
             None => (self.chunks.len(), 0),
         };
         self.chunks
-            .range(first..)
+            .iter_from(first)
             .enumerate()
             .map(move |(i, chunk)| if i == 0 { &chunk[local..] } else { &chunk[..] })
     }
@@ -1001,7 +1144,7 @@ impl Buffer {
         let first = self.locate(start)?;
         let mut base = start - first.local;
         let mut local = first.local;
-        for (i, chunk) in self.chunks.range(first.chunk..).enumerate() {
+        for (i, chunk) in self.chunks.iter_from(first.chunk).enumerate() {
             if let Some(at) = find(&chunk[local..]) {
                 return Some(Pos {
                     abs: base + local + at,
@@ -1034,7 +1177,7 @@ impl Buffer {
     fn eol_run_len(&self, from: Pos) -> usize {
         let mut run = 0;
         let mut local = from.local;
-        for chunk in self.chunks.range(from.chunk..) {
+        for chunk in self.chunks.iter_from(from.chunk) {
             let rest = &chunk[local..];
             match rest.iter().position(|&b| b != b'\r' && b != b'\n') {
                 Some(at) => return run + at,
@@ -1071,7 +1214,7 @@ impl Buffer {
 
         let first = self.locate(start)?;
         let mut base = start - first.local;
-        for (i, chunk) in self.chunks.range(first.chunk..).enumerate() {
+        for (i, chunk) in self.chunks.iter_from(first.chunk).enumerate() {
             let index = first.chunk + i;
             let from = if i == 0 {
                 first.local
@@ -1111,7 +1254,7 @@ impl Buffer {
 
         // The left part may span several short chunks before the boundary.
         let mut fill = left;
-        for chunk in self.chunks.range(..index).rev() {
+        for chunk in self.chunks.iter().take(index).rev() {
             let take = chunk.len().min(fill);
             window[fill - take..fill].copy_from_slice(&chunk[chunk.len() - take..]);
             fill -= take;
@@ -1121,7 +1264,7 @@ impl Buffer {
         }
         let end = left + right;
         let mut fill = left;
-        for chunk in self.chunks.range(index..) {
+        for chunk in self.chunks.iter_from(index) {
             let take = chunk.len().min(end - fill);
             window[fill..fill + take].copy_from_slice(&chunk[..take]);
             fill += take;
@@ -2263,5 +2406,32 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+impl std::ops::Index<usize> for ChunkDeque {
+    type Output = Bytes;
+
+    fn index(&self, index: usize) -> &Bytes {
+        self.get(index).expect("chunk index in bounds")
+    }
+}
+
+impl std::ops::IndexMut<usize> for ChunkDeque {
+    fn index_mut(&mut self, index: usize) -> &mut Bytes {
+        match index {
+            0 => self.head.as_mut(),
+            n => self.rest.get_mut(n - 1),
+        }
+        .expect("chunk index in bounds")
+    }
+}
+
+impl<'a> IntoIterator for &'a ChunkDeque {
+    type Item = &'a Bytes;
+    type IntoIter = ChunkIter<'a>;
+
+    fn into_iter(self) -> ChunkIter<'a> {
+        self.iter()
     }
 }
