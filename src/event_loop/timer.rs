@@ -25,9 +25,10 @@ pub(crate) enum TimerTarget {
     User(u64),
 }
 
-/// Identifies one timer of a heap, to cancel it.
+/// Identifies one timer of a heap, to cancel it (never zero, so an
+/// `Option<TimerId>` is 8 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct TimerId(u64);
+pub(crate) struct TimerId(std::num::NonZeroU64);
 
 /// `now + after`, or `None` when that is too far to represent: "never".
 pub(crate) fn deadline_after(now: Instant, after: Duration) -> Option<Instant> {
@@ -77,13 +78,13 @@ impl TimerHeap {
             seq: self.seq,
             target,
         }));
-        TimerId(self.seq)
+        TimerId(std::num::NonZeroU64::new(self.seq).expect("sequence numbers start at 1"))
     }
 
     /// Cancels a timer that has not fired yet (a fired or unknown id is
     /// ignored).
     pub(crate) fn cancel(&mut self, id: TimerId) {
-        self.cancelled.insert(id.0);
+        self.cancelled.insert(id.0.get());
         if self.cancelled.len() > self.heap.len() {
             // Some ids were of timers that had already fired: forget them.
             let live: HashSet<u64> = self.heap.iter().map(|Reverse(e)| e.seq).collect();

@@ -56,23 +56,42 @@ pub(super) const INPUT_SUSPENDED: u32 = 1 << 4;
 pub(super) const EXPLICIT_LIFETIME: u32 = 1 << 5;
 /// The connection has a `write_cb`.
 pub(super) const HAS_WRITE_CB: u32 = 1 << 6;
+/// A write idle timeout is set: queued output must arm it.
+pub(super) const HAS_WRITE_TIMEOUT: u32 = 1 << 7;
 
 const UNREGISTERED: u64 = u64::MAX;
 
-/// What set the connection up: needed only for queries, kept out of line.
+/// What made the connection: the name it was asked for, or the server
+/// that accepted it.
 #[derive(Default)]
-pub(super) struct Identity {
-    /// (local, peer), once connected over TCP.
-    pub(super) addrs: OnceLock<(SocketAddr, SocketAddr)>,
-    /// (local, peer) paths, once connected over a Unix socket.
-    pub(super) unix_paths: OnceLock<(Option<PathBuf>, Option<PathBuf>)>,
+pub(super) struct Origin {
     /// The host name the connection was asked for, if one was.
     pub(super) host: Option<String>,
     /// The server that accepted it.
     pub(super) listener: Option<Arc<super::listener::ListenerShared>>,
+}
+
+/// State most connections never use, allocated the first time one does:
+/// an idle connection pays 16 bytes for all of it.
+#[derive(Default)]
+pub(super) struct Cold {
+    /// The host name the connection was asked for, if one was.
+    pub(super) host: Option<String>,
+    /// (local, peer) paths, once connected over a Unix socket.
+    pub(super) unix_paths: OnceLock<(Option<PathBuf>, Option<PathBuf>)>,
+    /// Read and write idle timeouts, as `set_timeouts` last set them.
+    pub(super) timeouts: Mutex<Option<(Option<Duration>, Option<Duration>)>>,
+    /// A name lookup's result, handed from the resolver to the driver.
+    pub(super) resolved: Mutex<Option<Result<Vec<SocketAddr>>>>,
+    pub(super) user_data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    /// Run on the loop thread when the socket is released.
+    pub(super) close_callbacks: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     /// What the TLS handshake negotiated, once it completed.
     #[cfg(feature = "tls")]
     pub(super) tls_info: OnceLock<crate::tls::TlsInfo>,
+    /// A STARTTLS upgrade asked for, until the driver takes it.
+    #[cfg(feature = "tls")]
+    pub(super) tls_upgrade: Mutex<Option<super::driver::TlsStart>>,
 }
 
 /// The state of one connection that every thread shares.
@@ -85,7 +104,7 @@ pub(crate) struct Conn {
     source: AtomicU64,
     requests: Requests,
     flags: Flags,
-    /// User handles alive (`Socket` families).
+    /// User handles alive (`Socket`s).
     pub(super) handles: AtomicUsize,
     /// Bytes taken out of the input buffer by a reader that has not
     /// consumed them yet (a chunk lent by `poll_fill_buf`, a codec's
@@ -93,17 +112,11 @@ pub(crate) struct Conn {
     pub(super) held: AtomicUsize,
     pub(super) input: Mutex<Input>,
     pub(super) output: Mutex<Output>,
-    pub(super) identity: Identity,
-    /// Read and write idle timeouts, as last set.
-    pub(super) timeouts: Mutex<(Option<Duration>, Option<Duration>)>,
-    /// A name lookup's result, handed from the resolver to the driver.
-    pub(super) resolved: Mutex<Option<Result<Vec<SocketAddr>>>>,
-    pub(super) user_data: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
-    /// Run on the loop thread when the socket is released.
-    pub(super) close_callbacks: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
-    /// A STARTTLS upgrade asked for, until the driver takes it.
-    #[cfg(feature = "tls")]
-    pub(super) tls_upgrade: Mutex<Option<super::driver::TlsStart>>,
+    /// (local, peer), once connected over TCP.
+    pub(super) addrs: OnceLock<(SocketAddr, SocketAddr)>,
+    /// The server that accepted it.
+    pub(super) listener: Option<Arc<super::listener::ListenerShared>>,
+    cold: OnceLock<Box<Cold>>,
 }
 
 impl Conn {
@@ -113,16 +126,25 @@ impl Conn {
         handle: LoopHandle,
         config: Arc<Config>,
         callbacks: &Callbacks,
-        identity: Identity,
+        origin: Origin,
         filtered: bool,
     ) -> Arc<Conn> {
-        let timeouts = (config.read_timeout, config.write_timeout);
         let mut flags = 0;
+        if config.write_timeout.is_some() {
+            flags |= HAS_WRITE_TIMEOUT;
+        }
         if callbacks.keep_alive() {
             flags |= EXPLICIT_LIFETIME;
         }
         if callbacks.write.is_some() {
             flags |= HAS_WRITE_CB;
+        }
+        let cold = OnceLock::new();
+        if let Some(host) = origin.host {
+            let _ = cold.set(Box::new(Cold {
+                host: Some(host),
+                ..Cold::default()
+            }));
         }
         Arc::new(Conn {
             handle,
@@ -133,15 +155,21 @@ impl Conn {
             held: AtomicUsize::new(0),
             input: Mutex::new(Input::new()),
             output: Mutex::new(Output::new(WriteState::Connecting, filtered)),
-            identity,
-            timeouts: Mutex::new(timeouts),
-            resolved: Mutex::new(None),
-            user_data: Mutex::new(None),
-            close_callbacks: Mutex::new(Vec::new()),
-            #[cfg(feature = "tls")]
-            tls_upgrade: Mutex::new(None),
+            addrs: OnceLock::new(),
+            listener: origin.listener,
+            cold,
             config,
         })
+    }
+
+    /// The connection's rarely used state, made on first use.
+    pub(super) fn cold(&self) -> &Cold {
+        self.cold.get_or_init(Default::default)
+    }
+
+    /// The rarely used state, if anything has made it.
+    pub(super) fn cold_if_any(&self) -> Option<&Cold> {
+        self.cold.get().map(|cold| &**cold)
     }
 
     pub(super) fn flag(&self, flag: u32) -> bool {
@@ -187,7 +215,7 @@ impl Conn {
 
     /// Hands the result of a name lookup to the driver.
     pub(super) fn set_resolved(&self, result: Result<Vec<SocketAddr>>) {
-        *lock(&self.resolved) = Some(result);
+        *lock(&self.cold().resolved) = Some(result);
         self.request(REQ_RESOLVED);
     }
 
@@ -200,6 +228,32 @@ impl Conn {
         self.held.fetch_sub(amount, Ordering::AcqRel);
         if self.flag(INPUT_SUSPENDED) {
             self.request(REQ_RESUME);
+        }
+    }
+}
+
+/// The error a side of the connection failed with, kept out of line (an
+/// `Error` is 48 bytes, and nearly every connection never fails).
+#[derive(Default)]
+pub(crate) struct Failure(Option<Box<crate::error::Error>>);
+
+impl Failure {
+    pub(crate) fn get(&self) -> Option<&crate::error::Error> {
+        self.0.as_deref()
+    }
+
+    pub(crate) fn cloned(&self) -> Option<crate::error::Error> {
+        self.0.as_deref().cloned()
+    }
+
+    pub(crate) fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Records `err`, unless an earlier failure is recorded.
+    pub(crate) fn set(&mut self, err: &crate::error::Error) {
+        if self.0.is_none() {
+            self.0 = Some(Box::new(err.clone()));
         }
     }
 }

@@ -65,18 +65,19 @@ impl Conn {
 /// `Ok(0)` only at the end once every byte has been read. Reading works
 /// after EOF, after `close()` and after a failure: bytes already received
 /// are never dropped.
-#[derive(Clone)]
 pub struct Socket {
-    inner: Arc<SocketRef>,
-}
-
-// Counts the user's handles so the last drop can close a connection whose
-// lifetime is not explicit. One `SocketRef` per handle family.
-struct SocketRef {
     conn: Arc<Conn>,
 }
 
-impl Drop for SocketRef {
+// Every handle is counted, so the last drop can close a connection whose
+// lifetime is not explicit.
+impl Clone for Socket {
+    fn clone(&self) -> Self {
+        Socket::from_conn(self.conn.clone())
+    }
+}
+
+impl Drop for Socket {
     fn drop(&mut self) {
         let remaining = self.conn.handles.fetch_sub(1, Ordering::AcqRel) - 1;
         if remaining == 0 && !self.conn.flag(EXPLICIT_LIFETIME) {
@@ -97,7 +98,7 @@ impl fmt::Debug for Socket {
 
 impl PartialEq for Socket {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.inner.conn, &other.inner.conn)
+        Arc::ptr_eq(&self.conn, &other.conn)
     }
 }
 impl Eq for Socket {}
@@ -105,30 +106,28 @@ impl Eq for Socket {}
 impl Socket {
     pub(super) fn from_conn(conn: Arc<Conn>) -> Socket {
         conn.handles.fetch_add(1, Ordering::AcqRel);
-        Socket {
-            inner: Arc::new(SocketRef { conn }),
-        }
+        Socket { conn }
     }
 
     pub(super) fn conn(&self) -> &Arc<Conn> {
-        &self.inner.conn
+        &self.conn
     }
 
     /// A key that identifies the connection among those alive (it may be
     /// reused once the connection is gone), for layers that keep state per
     /// connection.
     pub(crate) fn key(&self) -> usize {
-        Arc::as_ptr(&self.inner.conn) as usize
+        Arc::as_ptr(&self.conn) as usize
     }
 
     /// The connection's `max_buffer_size`.
     pub(crate) fn max_buffer_size(&self) -> usize {
-        self.inner.conn.config.max_buffer_size
+        self.conn.config.max_buffer_size
     }
 
     /// The loop this connection belongs to.
     pub fn loop_handle(&self) -> &LoopHandle {
-        &self.inner.conn.handle
+        &self.conn.handle
     }
 
     /// Queues a copy of `data` for sending, in order after earlier writes.
@@ -194,13 +193,13 @@ impl Socket {
     /// Bytes already in the input buffer stay readable; bytes that arrive
     /// after this call are discarded.
     pub fn close(&self) {
-        self.inner.conn.close();
+        self.conn.close();
     }
 
     /// Closes the connection at once: queued output is dropped and the peer
     /// gets a reset. Idempotent; also ends a graceful close in progress.
     pub fn abort(&self) {
-        self.inner.conn.abort();
+        self.conn.abort();
     }
 
     /// Shuts down the write direction once queued output is flushed (FIN),
@@ -211,47 +210,49 @@ impl Socket {
     /// [`Error::Closed`] if the connection is already closed, or its error
     /// if it failed.
     pub fn shutdown_write(&self) -> Result<()> {
-        self.inner.conn.shutdown_write()
+        self.conn.shutdown_write()
     }
 
     /// Stops reading from the socket (cl-async's `disable-socket`). The
     /// peer is pushed back by TCP flow control once the kernel buffer fills.
     /// The read timeout does not count while reading is paused.
     pub fn pause_reading(&self) {
-        self.inner.conn.set_flag(USER_PAUSED);
-        self.inner.conn.request(REQ_ARM_TIMERS);
+        self.conn.set_flag(USER_PAUSED);
+        self.conn.request(REQ_ARM_TIMERS);
     }
 
     /// Resumes reading after [`pause_reading`](Socket::pause_reading).
     pub fn resume_reading(&self) {
-        self.inner.conn.clear_flag(USER_PAUSED);
-        self.inner.conn.request(REQ_RESUME);
+        self.conn.clear_flag(USER_PAUSED);
+        self.conn.request(REQ_RESUME);
     }
 
     /// Whether reading is paused by [`pause_reading`](Socket::pause_reading).
     pub fn is_reading_paused(&self) -> bool {
-        self.inner.conn.flag(USER_PAUSED)
+        self.conn.flag(USER_PAUSED)
     }
 
     /// Sets the read and write idle timeouts (cl-async's
     /// `set-socket-timeouts`); `None` disables one. Each counts only while
     /// its direction is waiting and restarts on progress.
     pub fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
-        *lock(&self.inner.conn.timeouts) = (read, write);
-        self.inner.conn.request(REQ_TIMERS);
+        *lock(&self.conn.cold().timeouts) = Some((read, write));
+        if write.is_some() {
+            self.conn.set_flag(super::conn::HAS_WRITE_TIMEOUT);
+        } else {
+            self.conn.clear_flag(super::conn::HAS_WRITE_TIMEOUT);
+        }
+        self.conn.request(REQ_TIMERS);
     }
 
     /// The peer's address, once connected.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.inner.conn.identity.addrs.get().map(|&(_, peer)| peer)
+        self.conn.addrs.get().map(|&(_, peer)| peer)
     }
 
     /// This side's address, once connected.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner
-            .conn
-            .identity
-            .addrs
+        self.conn.addrs
             .get()
             .map(|&(local, _)| local)
     }
@@ -259,25 +260,24 @@ impl Socket {
     /// The host name given to `tcp_connect`, if the connection was made by
     /// name or address string.
     pub fn host(&self) -> Option<&str> {
-        self.inner.conn.identity.host.as_deref()
+        self.conn.cold_if_any().and_then(|cold| cold.host.as_deref())
     }
 
     /// Whether `close()` or `abort()` was called or the connection ended
     /// (cl-async's `socket-closed-p`).
     pub fn is_closed(&self) -> bool {
-        self.inner.conn.flag(CLOSED)
+        self.conn.flag(CLOSED)
     }
 
     /// Whether the connection is established and not closed.
     pub fn is_connected(&self) -> bool {
-        !self.is_closed() && self.inner.conn.flag(CONNECTED)
+        !self.is_closed() && self.conn.flag(CONNECTED)
     }
 
     /// The peer's path, for a connection over a Unix socket bound to one.
     pub fn peer_path(&self) -> Option<PathBuf> {
-        self.inner
-            .conn
-            .identity
+        self.conn
+            .cold_if_any()?
             .unix_paths
             .get()
             .and_then(|(_, peer)| peer.clone())
@@ -285,9 +285,8 @@ impl Socket {
 
     /// This side's path, for a connection over a Unix socket bound to one.
     pub fn local_path(&self) -> Option<PathBuf> {
-        self.inner
-            .conn
-            .identity
+        self.conn
+            .cold_if_any()?
             .unix_paths
             .get()
             .and_then(|(local, _)| local.clone())
@@ -296,12 +295,13 @@ impl Socket {
     /// Attaches typed user data to the connection (cl-async's
     /// `socket-data`), replacing any earlier value.
     pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
-        *lock(&self.inner.conn.user_data) = Some(Arc::new(value));
+        *lock(&self.conn.cold().user_data) = Some(Arc::new(value));
     }
 
     /// The user data, if some of type `T` is attached.
     pub fn data<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        lock(&self.inner.conn.user_data)
+        let cold = self.conn.cold_if_any()?;
+        lock(&cold.user_data)
             .clone()
             .and_then(|data| data.downcast::<T>().ok())
     }
@@ -310,13 +310,13 @@ impl Socket {
     /// buffer and those a reader holds without having consumed them yet (a
     /// chunk lent by `poll_fill_buf`, a codec's incomplete frame).
     pub fn input_buffer_len(&self) -> usize {
-        let conn = &self.inner.conn;
+        let conn = &self.conn;
         lock(&conn.input).buf.len() + conn.held.load(Ordering::Acquire)
     }
 
     /// How many bytes wait in the output buffer for the kernel.
     pub fn output_buffer_len(&self) -> usize {
-        lock(&self.inner.conn.output).buf.len()
+        lock(&self.conn.output).buf.len()
     }
 
     /// Takes buffered input into `dst` without blocking.
@@ -355,9 +355,9 @@ impl Socket {
 
     /// The error the connection failed with, if it did.
     pub fn error(&self) -> Option<Error> {
-        let conn = &self.inner.conn;
-        let input_error = lock(&conn.input).error.clone();
-        input_error.or_else(|| lock(&conn.output).error.clone())
+        let conn = &self.conn;
+        let input_error = lock(&conn.input).error.cloned();
+        input_error.or_else(|| lock(&conn.output).error.cloned())
     }
 
     /// Sets `TCP_NODELAY` on the connected socket (it is on by default).
@@ -367,7 +367,7 @@ impl Socket {
     /// [`Error::Closed`] when there is no connected socket (not connected
     /// yet, or released), or the operating system's error.
     pub fn set_nodelay(&self, nodelay: bool) -> Result<()> {
-        let stream = lock(&self.inner.conn.output).stream.clone();
+        let stream = lock(&self.conn.output).stream.clone();
         match stream {
             Some(stream) => stream.set_nodelay(nodelay).map_err(Error::from),
             None => Err(Error::Closed),
@@ -376,14 +376,14 @@ impl Socket {
 
     /// Whether the peer has sent FIN.
     pub fn is_eof(&self) -> bool {
-        lock(&self.inner.conn.input).eof
+        lock(&self.conn.input).eof
     }
 
     /// Calls `callback` on the loop thread once the connection is released
     /// (turbo's `set_close_callback`). If it already is, the callback runs on
     /// the loop's next turn.
     pub fn on_close(&self, callback: impl FnOnce() + Send + 'static) {
-        let conn = &self.inner.conn;
+        let conn = &self.conn;
         // Checked under the output lock, which the loop takes to mark the
         // release: the callback is either queued for the release or, if that
         // has happened, scheduled now.
@@ -392,7 +392,7 @@ impl Socket {
             drop(out);
             conn.handle.delay(Duration::ZERO, callback);
         } else {
-            lock(&conn.close_callbacks).push(Box::new(callback));
+            lock(&conn.cold().close_callbacks).push(Box::new(callback));
         }
     }
 
@@ -409,13 +409,13 @@ impl Socket {
     /// IOStream-style read (`read_until`, `read_bytes`…) or a codec
     /// (turbo's `reading()`).
     pub fn reading(&self) -> bool {
-        lock(&self.inner.conn.input).readers > 0
+        lock(&self.conn.input).readers > 0
     }
 
     /// Whether output is waiting to be handed to the kernel (turbo's
     /// `writing()`).
     pub fn writing(&self) -> bool {
-        !lock(&self.inner.conn.output).buf.is_empty()
+        !lock(&self.conn.output).buf.is_empty()
     }
 
     /// What the TLS handshake negotiated (ALPN protocol, SNI name, peer
@@ -423,7 +423,7 @@ impl Socket {
     /// for a connection without TLS (feature `tls`).
     #[cfg(feature = "tls")]
     pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
-        self.inner.conn.identity.tls_info.get().cloned()
+        self.conn.cold_if_any()?.tls_info.get().cloned()
     }
 
     /// Upgrades an established plaintext connection to TLS, as the client
@@ -475,7 +475,7 @@ impl Socket {
 
     #[cfg(feature = "tls")]
     async fn start_tls(&self, setup: crate::tls::TlsSetup) -> Result<()> {
-        let conn = &self.inner.conn;
+        let conn = &self.conn;
         {
             let mut out = lock(&conn.output);
             if out.filtered || !conn.flag(CONNECTED) || out.state != WriteState::Open {
@@ -487,14 +487,14 @@ impl Socket {
             // is queued in clear before it starts TLS.
             out.filtered = true;
         }
-        *lock(&conn.tls_upgrade) = Some(Arc::new(setup));
+        *lock(&conn.cold().tls_upgrade) = Some(Arc::new(setup));
         conn.request(super::conn::REQ_START_TLS);
         std::future::poll_fn(|cx| {
             let mut out = lock(&conn.output);
-            if conn.identity.tls_info.get().is_some() {
+            if conn.cold().tls_info.get().is_some() {
                 return std::task::Poll::Ready(Ok(()));
             }
-            if let Some(err) = &out.error {
+            if let Some(err) = out.error.get() {
                 return std::task::Poll::Ready(Err(err.clone()));
             }
             if out.state == WriteState::Closed {
@@ -508,7 +508,7 @@ impl Socket {
 
     /// The server that accepted this connection, if one did.
     pub(crate) fn listener(&self) -> Option<&Arc<super::listener::ListenerShared>> {
-        self.inner.conn.identity.listener.as_ref()
+        self.conn.listener.as_ref()
     }
 }
 

@@ -20,7 +20,7 @@ use std::task::{Poll, Waker};
 
 use bytes::{Buf, Bytes};
 
-use super::conn::{Conn, INPUT_SUSPENDED, REQ_RESUME};
+use super::conn::{Conn, Failure, INPUT_SUSPENDED, REQ_RESUME};
 use super::protocol::Wakers;
 use super::Socket;
 use crate::buffer::Buffer;
@@ -35,7 +35,7 @@ pub(crate) struct Input {
     /// No more bytes will arrive (closed or released).
     pub(super) closed: bool,
     /// The connection failed; reported once the buffer is empty.
-    pub(super) error: Option<Error>,
+    pub(super) error: Failure,
     /// The loop stopped reading the socket at a limit.
     pub(super) suspended: bool,
     /// A read timeout expired that pending readers have not seen yet.
@@ -58,7 +58,7 @@ impl Input {
             buf: Buffer::new(),
             eof: false,
             closed: false,
-            error: None,
+            error: Failure::default(),
             suspended: false,
             timed_out: false,
             wanted: 0,
@@ -73,7 +73,7 @@ impl Input {
     /// once), or `Pending` with `waker` stored for the next append, EOF or
     /// error. Every read path of the connection decides with this.
     pub(crate) fn poll_more(&mut self, waker: Option<&Waker>) -> Poll<io::Result<()>> {
-        if let Some(err) = &self.error {
+        if let Some(err) = self.error.get() {
             return Poll::Ready(Err(err.clone().into()));
         }
         if self.eof || self.closed {

@@ -48,11 +48,11 @@ mod size_probe {
     #[test]
     fn print_sizes() {
         eprintln!(
-            "Conn {} Input {} Output {} Identity {} Driver {} Wakers {} Buffer {} Error {} Socket {}",
+            "Conn {} Input {} Output {} Cold {} Driver {} Wakers {} Buffer {} Error {} Socket {}",
             std::mem::size_of::<super::conn::Conn>(),
             std::mem::size_of::<super::input::Input>(),
             std::mem::size_of::<super::output::Output>(),
-            std::mem::size_of::<super::conn::Identity>(),
+            std::mem::size_of::<super::conn::Cold>(),
             std::mem::size_of::<super::driver::Driver>(),
             std::mem::size_of::<super::protocol::Wakers>(),
             std::mem::size_of::<crate::buffer::Buffer>(),

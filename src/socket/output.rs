@@ -15,6 +15,7 @@ use std::task::{Poll, Waker};
 use bytes::Bytes;
 
 use super::conn::{
+    Failure, HAS_WRITE_TIMEOUT,
     Conn, CLOSED, CONNECTED, HAS_WRITE_CB, OUTPUT_PENDING, REQ_ARM_TIMERS, REQ_FLUSH, REQ_SHUTDOWN,
     REQ_WRITE_CB, REQ_WRITE_FAILED,
 };
@@ -59,7 +60,7 @@ pub(crate) struct Output {
     /// The filter holds bytes the kernel has not taken yet (flushing is not
     /// done until it has none).
     pub(super) filter_pending: bool,
-    pub(super) error: Option<Error>,
+    pub(super) error: Failure,
     /// A write timeout expired that pending writers have not seen yet.
     pub(super) timed_out: bool,
     /// Bytes ever accepted for sending, and of those, handed to the kernel:
@@ -79,7 +80,7 @@ impl Output {
             flush_queued: false,
             filtered,
             filter_pending: false,
-            error: None,
+            error: Failure::default(),
             timed_out: false,
             accepted: 0,
             sent: 0,
@@ -89,7 +90,7 @@ impl Output {
 
     /// Why no byte can be queued now, if none can.
     fn check_writable(&self) -> Result<()> {
-        if let Some(err) = &self.error {
+        if let Some(err) = self.error.get() {
             return Err(err.clone());
         }
         match self.state {
@@ -125,7 +126,7 @@ impl Conn {
     /// (or the reason it failed, if it did).
     fn check_open(&self) -> Result<()> {
         if self.flag(CLOSED) {
-            Err(lock(&self.output).error.clone().unwrap_or(Error::Closed))
+            Err(lock(&self.output).error.cloned().unwrap_or(Error::Closed))
         } else {
             Ok(())
         }
@@ -158,7 +159,7 @@ impl Conn {
             out.flush_queued = true;
             requests |= REQ_FLUSH;
         }
-        if lock(&self.timeouts).1.is_some() {
+        if self.flag(HAS_WRITE_TIMEOUT) {
             requests |= REQ_ARM_TIMERS;
         }
         requests
@@ -226,7 +227,7 @@ impl Conn {
             }
             out.sent += written as u64;
             if let Err(err) = &result {
-                out.error = Some(err.clone());
+                out.error.set(&err);
                 requests |= REQ_WRITE_FAILED;
             } else if written == data.len() && self.flag(HAS_WRITE_CB) {
                 requests |= REQ_WRITE_CB;
@@ -259,7 +260,7 @@ impl Conn {
         if out.sent >= target {
             return Poll::Ready(Ok(()));
         }
-        if let Some(err) = &out.error {
+        if let Some(err) = out.error.get() {
             return Poll::Ready(Err(err.clone()));
         }
         if out.state == WriteState::Closed {
@@ -281,7 +282,7 @@ impl Conn {
                 WriteState::Closed => return Err(Error::Closed),
                 WriteState::Connecting | WriteState::Open => {}
             }
-            if let Some(err) = &out.error {
+            if let Some(err) = out.error.get() {
                 return Err(err.clone());
             }
             out.state = WriteState::ShutdownQueued;
@@ -389,7 +390,7 @@ impl Socket {
                         }
                         Err(err) => {
                             let err = Error::from(err);
-                            out.error = Some(err.clone());
+                            out.error.set(&err);
                             conn.settle_output_pending(&out);
                             drop(out);
                             conn.request(REQ_WRITE_FAILED);
@@ -420,7 +421,7 @@ impl Socket {
     /// `Ready` once the output buffer is empty (handed to the kernel).
     pub(crate) fn poll_flushed(&self, waker: Option<&Waker>) -> Poll<Result<()>> {
         let mut out = lock(&self.conn().output);
-        if let Some(err) = &out.error {
+        if let Some(err) = out.error.get() {
             return Poll::Ready(Err(err.clone()));
         }
         if out.buf.is_empty() && !out.filter_pending {
@@ -444,12 +445,12 @@ impl Socket {
         let mut out = lock(&self.conn().output);
         match out.state {
             WriteState::Shutdown => Poll::Ready(Ok(())),
-            WriteState::Closed => Poll::Ready(match &out.error {
+            WriteState::Closed => Poll::Ready(match out.error.get() {
                 Some(err) if !out.buf.is_empty() => Err(err.clone()),
                 _ => Ok(()),
             }),
             _ => {
-                if let Some(err) = &out.error {
+                if let Some(err) = out.error.get() {
                     return Poll::Ready(Err(err.clone()));
                 }
                 out.wakers.register(waker);
@@ -486,14 +487,14 @@ impl Socket {
         let mut out = lock(&conn.output);
         match out.state {
             WriteState::Connecting => {
-                if let Some(err) = &out.error {
+                if let Some(err) = out.error.get() {
                     return Poll::Ready(Err(err.clone()));
                 }
                 out.wakers.register(waker);
                 Poll::Pending
             }
             WriteState::Closed if !conn.flag(CONNECTED) => {
-                Poll::Ready(Err(out.error.clone().unwrap_or(Error::Closed)))
+                Poll::Ready(Err(out.error.cloned().unwrap_or(Error::Closed)))
             }
             _ => Poll::Ready(Ok(())),
         }

@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering;
 #[derive(Default)]
 pub(crate) struct Wakers {
     first: Option<Waker>,
-    more: Vec<Waker>,
+    /// Other waiters (rare): out of line, so an idle side stays small.
+    more: Option<Box<Vec<Waker>>>,
 }
 
 impl Wakers {
@@ -27,8 +28,9 @@ impl Wakers {
             None => self.first = Some(waker.clone()),
             Some(first) if first.will_wake(waker) => {}
             Some(_) => {
-                if !self.more.iter().any(|w| w.will_wake(waker)) {
-                    self.more.push(waker.clone());
+                let more = self.more.get_or_insert_with(Default::default);
+                if !more.iter().any(|w| w.will_wake(waker)) {
+                    more.push(waker.clone());
                 }
             }
         }
@@ -43,7 +45,7 @@ impl Wakers {
     /// contained (logged) and the others are still woken.
     pub(crate) fn wake_all(self) {
         let Wakers { first, more } = self;
-        for waker in first.into_iter().chain(more) {
+        for waker in first.into_iter().chain(more.into_iter().flat_map(|more| *more)) {
             crate::sync::run_contained("a waker", || waker.wake());
         }
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::conn::{Conn, Identity, OUTPUT_PENDING};
+use super::conn::{Conn, Origin, OUTPUT_PENDING};
 use super::driver::{Driver, TlsStart};
 use super::listener::ListenerShared;
 use super::{Callbacks, Config, NetStream, Socket};
@@ -93,16 +93,16 @@ pub(crate) fn connect(handle: &LoopHandle, setup: Setup, target: Target) -> Resu
         Target::Addrs(addrs) => (Start::Addrs(addrs), None, None),
         Target::Unix(path) => (Start::Unix(path), None, None),
     };
-    let identity = Identity {
+    let origin = Origin {
         host,
-        ..Identity::default()
+        ..Origin::default()
     };
     let tls = setup.tls();
     let conn = Conn::new(
         handle.clone(),
         setup.config,
         &setup.callbacks,
-        identity,
+        origin,
         tls.is_some(),
     );
     if let Some(data) = setup.data {
@@ -132,15 +132,15 @@ pub(super) fn accepted(
     peer: Option<SocketAddr>,
 ) {
     let tls = setup.tls();
-    let identity = Identity {
+    let origin = Origin {
         listener: Some(listener.clone()),
-        ..Identity::default()
+        ..Origin::default()
     };
     let conn = Conn::new(
         core.handle(),
         setup.config.clone(),
         &setup.callbacks,
-        identity,
+        origin,
         tls.is_some(),
     );
     // A server on one address is every connection's local address; one on

@@ -37,7 +37,7 @@ impl Driver {
         self.read(core);
         // A peer that never reads must not hold the connection for ever.
         if !self.released && matches!(self.phase, Phase::Open) {
-            let from = self.write_idle.last_progress().max(core.now());
+            let from = self.timing(core).write.last_progress().max(core.now());
             self.arm_linger_timer(core, id, from);
         }
     }
@@ -55,7 +55,7 @@ impl Driver {
     }
 
     /// The linger timer fired.
-    pub(super) fn linger_expired(&mut self, now: Instant) {
+    pub(super) fn linger_expired(&mut self, core: &Core, now: Instant) {
         self.linger_timer = None;
         if !self.closing {
             return;
@@ -67,14 +67,14 @@ impl Driver {
             // progress for the whole linger time (a peer that stopped
             // reading); a slow reader keeps going.
             Phase::Open => {
-                let last = self.write_idle.last_progress();
+                let last = self.timing(core).write.last_progress();
                 let stalled = last
                     .checked_add(self.conn.config.close_linger)
                     .is_some_and(|deadline| now >= deadline);
                 if stalled {
                     self.release(None, true);
                 } else {
-                    self.pending_linger_rearm = Some(last);
+                    self.timing(core).pending_linger_rearm = Some(last);
                 }
             }
             _ => {}
@@ -110,7 +110,7 @@ impl Driver {
                 out.buf.clear();
             }
             if let Some(err) = &error {
-                out.error.get_or_insert_with(|| err.clone());
+                out.error.set(err);
             }
             self.conn.clear_flag(OUTPUT_PENDING);
             out.wakers.take()
@@ -119,7 +119,7 @@ impl Driver {
             let mut input = lock(&self.conn.input);
             input.closed = true;
             if let Some(err) = &error {
-                input.error.get_or_insert_with(|| err.clone());
+                input.error.set(err);
             }
             input.wakers.take()
         };
@@ -127,7 +127,7 @@ impl Driver {
         self.conn.set_source(None);
         out_wakers.wake_all();
         in_wakers.wake_all();
-        self.outcome.error = error;
+        self.outcome.error = error.map(Box::new);
     }
 
     /// Cancels the timers of a released connection.

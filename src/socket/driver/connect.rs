@@ -20,17 +20,31 @@ pub(super) enum Phase {
     /// Created; starts on the first wake, once it has its id.
     New(Option<Start>),
     Resolving,
-    Connecting {
-        addrs: Vec<SocketAddr>,
-        next: usize,
-        last_error: Option<Error>,
-    },
+    /// Trying addresses (out of line: a connection does it once).
+    Connecting(Box<Attempts>),
     /// Connected, the TLS handshake under way.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Handshaking,
     Open,
     /// FIN sent after a graceful close; waiting for the peer's FIN.
     Lingering,
+}
+
+/// The addresses an outgoing connection tries, in order.
+pub(super) struct Attempts {
+    addrs: Vec<SocketAddr>,
+    next: usize,
+    last_error: Option<Error>,
+}
+
+impl Attempts {
+    fn new(addrs: Vec<SocketAddr>) -> Box<Self> {
+        Box::new(Attempts {
+            addrs,
+            next: 0,
+            last_error: None,
+        })
+    }
 }
 
 /// Addresses of a new connection that are known without asking the kernel.
@@ -76,11 +90,7 @@ impl Driver {
             }
             Start::Unix(path) => {
                 self.arm_connect_timer(core, id);
-                self.phase = Phase::Connecting {
-                    addrs: Vec::new(),
-                    next: 0,
-                    last_error: None,
-                };
+                self.phase = Phase::Connecting(Attempts::new(Vec::new()));
                 let attempt = connect_unix(&path).and_then(|stream| {
                     Registration::new(core.poller(), Arc::new(stream), id.token())
                 });
@@ -101,11 +111,7 @@ impl Driver {
 
     /// Starts trying `addrs` in order.
     pub(super) fn connect_to(&mut self, core: &mut Core, id: SourceId, addrs: Vec<SocketAddr>) {
-        self.phase = Phase::Connecting {
-            addrs,
-            next: 0,
-            last_error: None,
-        };
+        self.phase = Phase::Connecting(Attempts::new(addrs));
         self.try_next_address(core, id);
     }
 
@@ -114,14 +120,14 @@ impl Driver {
     fn try_next_address(&mut self, core: &mut Core, id: SourceId) {
         self.registration = None;
         loop {
-            let Phase::Connecting {
+            let Phase::Connecting(attempts) = &mut self.phase else {
+                return;
+            };
+            let Attempts {
                 addrs,
                 next,
                 last_error,
-            } = &mut self.phase
-            else {
-                return;
-            };
+            } = &mut **attempts;
             let Some(&addr) = addrs.get(*next) else {
                 let err = last_error.take().unwrap_or(Error::Refused);
                 self.fail(err);
@@ -148,9 +154,10 @@ impl Driver {
         };
         // The TCP address being tried (none for a Unix socket).
         let peer = match &self.phase {
-            Phase::Connecting { addrs, next, .. } => {
-                next.checked_sub(1).and_then(|i| addrs.get(i).copied())
-            }
+            Phase::Connecting(attempts) => attempts
+                .next
+                .checked_sub(1)
+                .and_then(|i| attempts.addrs.get(i).copied()),
             _ => None,
         };
         let stream = registration.source();
@@ -170,8 +177,8 @@ impl Driver {
         match failure {
             None => self.open(core, id, Known { peer, local: None }),
             Some(err) => {
-                if let Phase::Connecting { last_error, .. } = &mut self.phase {
-                    *last_error = Some(Error::from(err));
+                if let Phase::Connecting(attempts) = &mut self.phase {
+                    attempts.last_error = Some(Error::from(err));
                 }
                 self.try_next_address(core, id);
             }
@@ -185,12 +192,11 @@ impl Driver {
             return;
         };
         let stream = registration.source().clone();
-        let identity = &self.conn.identity;
         if let Some(addrs) = stream.tcp_addrs(known.local, known.peer) {
-            let _ = identity.addrs.set(addrs);
+            let _ = self.conn.addrs.set(addrs);
         }
         if let Some(paths) = stream.unix_paths() {
-            let _ = identity.unix_paths.set(paths);
+            let _ = self.conn.cold().unix_paths.set(paths);
         }
         lock(&self.conn.output).stream = Some(stream);
         #[cfg(feature = "tls")]
@@ -217,8 +223,10 @@ impl Driver {
         // Whoever waits for the connection (a connect future) goes on now.
         wakers.wake_all();
         self.phase = Phase::Open;
-        self.read_idle.restart(core);
-        self.write_idle.restart(core);
+        if let Some(timing) = self.timing.as_mut() {
+            timing.read.restart(core);
+            timing.write.restart(core);
+        }
         self.outcome.connected = true;
         // A connection whose lifetime follows its handles, with no callback
         // to hand one out and no handle held (a server with no callbacks at
@@ -241,7 +249,7 @@ impl Driver {
         self.connect_timer = None;
         if matches!(
             self.phase,
-            Phase::Resolving | Phase::Connecting { .. } | Phase::Handshaking
+            Phase::Resolving | Phase::Connecting(_) | Phase::Handshaking
         ) {
             self.fail(Error::TimedOut(TimeoutKind::Connect));
         }

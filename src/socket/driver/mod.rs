@@ -38,7 +38,7 @@ use crate::sync::lock;
 
 use connect::Phase;
 use report::Outcome;
-use timers::IdleTimer;
+use timers::Timing;
 
 pub(super) struct Driver {
     conn: Arc<Conn>,
@@ -61,9 +61,9 @@ pub(super) struct Driver {
     // The poller reported a hang-up: a short read is no longer proof that
     // the kernel has nothing more (a pending FIN raises no new edge).
     read_closed_seen: bool,
-    read_idle: IdleTimer,
-    // Its `last` is also the linger's measure of output progress.
-    write_idle: IdleTimer,
+    /// The idle timers, made only when a timeout is set or the connection
+    /// closes (the linger measures output progress with them).
+    timing: Option<Box<Timing>>,
     connect_timer: Option<TimerId>,
     linger_timer: Option<TimerId>,
     /// TLS settings until the socket is connected, then the TLS layer.
@@ -71,9 +71,6 @@ pub(super) struct Driver {
     tls_start: Option<TlsStart>,
     #[cfg(feature = "tls")]
     tls: Option<Box<tls::TlsLayer>>,
-    // The linger timer fired while output was still moving: re-arm it from
-    // this last progress.
-    pending_linger_rearm: Option<Instant>,
 }
 
 impl Driver {
@@ -86,7 +83,7 @@ impl Driver {
     ) -> Self {
         #[cfg(not(feature = "tls"))]
         let _ = tls;
-        let (read_timeout, write_timeout) = *lock(&conn.timeouts);
+        let (read_timeout, write_timeout) = (conn.config.read_timeout, conn.config.write_timeout);
         let socket = conn
             .flag(EXPLICIT_LIFETIME)
             .then(|| Socket::from_conn(conn.clone()));
@@ -104,15 +101,14 @@ impl Driver {
             read_more: false,
             renotify: false,
             read_closed_seen: false,
-            read_idle: IdleTimer::new(read_timeout, now),
-            write_idle: IdleTimer::new(write_timeout, now),
+            timing: (read_timeout.is_some() || write_timeout.is_some())
+                .then(|| Box::new(Timing::new(read_timeout, write_timeout, now))),
             connect_timer: None,
             linger_timer: None,
             #[cfg(feature = "tls")]
             tls_start: tls,
             #[cfg(feature = "tls")]
             tls: None,
-            pending_linger_rearm: None,
         }
     }
 
@@ -146,7 +142,7 @@ impl Driver {
 
     fn handle_requests(&mut self, core: &mut Core, id: SourceId, bits: u32) {
         if bits & REQ_RESOLVED != 0 && matches!(self.phase, Phase::Resolving) {
-            let resolved = lock(&self.conn.resolved).take();
+            let resolved = lock(&self.conn.cold().resolved).take();
             match resolved {
                 Some(Ok(addrs)) => self.connect_to(core, id, addrs),
                 Some(Err(err)) => self.fail(err),
@@ -158,7 +154,7 @@ impl Driver {
             return;
         }
         if bits & REQ_WRITE_FAILED != 0 {
-            let err = lock(&self.conn.output).error.clone();
+            let err = lock(&self.conn.output).error.cloned();
             if let Some(err) = err {
                 self.fail(err);
                 return;
@@ -168,9 +164,15 @@ impl Driver {
             // set_timeouts: new values, counted from now. Clearing the armed
             // flags arms timers at the new deadlines (a shorter timeout must
             // not wait for the old timer); stale timers check their deadline.
-            let (read, write) = *lock(&self.conn.timeouts);
-            self.read_idle.set(read, core.now());
-            self.write_idle.set(write, core.now());
+            let set = *lock(&self.conn.cold().timeouts);
+            let (read, write) = set.unwrap_or((
+                self.conn.config.read_timeout,
+                self.conn.config.write_timeout,
+            ));
+            let now = core.now();
+            let timing = self.timing(core);
+            timing.read.set(read, now);
+            timing.write.set(write, now);
         }
         // REQ_ARM_TIMERS needs nothing here: `settle` arms what applies.
         if bits & REQ_CLOSE != 0 && !self.closing {
@@ -188,7 +190,7 @@ impl Driver {
         }
         #[cfg(feature = "tls")]
         if bits & super::conn::REQ_START_TLS != 0 {
-            let upgrade = lock(&self.conn.tls_upgrade).take();
+            let upgrade = lock(&self.conn.cold().tls_upgrade).take();
             if upgrade.is_some() {
                 self.tls_start = upgrade;
                 self.try_start_tls(core, id);
@@ -214,7 +216,11 @@ impl Driver {
             self.socket = None;
             return Step::Remove;
         }
-        if let Some(from) = self.pending_linger_rearm.take() {
+        let rearm = self
+            .timing
+            .as_mut()
+            .and_then(|timing| timing.pending_linger_rearm.take());
+        if let Some(from) = rearm {
             self.arm_linger_timer(core, id, from);
         }
         #[cfg(feature = "tls")]
@@ -236,7 +242,7 @@ impl Source for Driver {
     fn on_ready(&mut self, core: &mut Core, id: SourceId, ready: Readiness) -> Step {
         self.read_closed_seen |= ready.read_closed;
         match self.phase {
-            Phase::Connecting { .. } => {
+            Phase::Connecting(_) => {
                 self.check_connect(core, id, ready.writable);
                 // Bytes may have arrived with the connect completion, and
                 // that edge will not come again.

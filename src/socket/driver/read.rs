@@ -97,7 +97,7 @@ impl Driver {
         }
         core.read_blocks().finish(&mut done);
         if total > 0 {
-            self.read_idle.progress(core, false);
+            self.read_progress(core);
         }
         if discard {
             done.clear();

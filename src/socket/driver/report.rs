@@ -18,8 +18,10 @@ pub(super) struct Outcome {
     pub(super) notify: bool,
     pub(super) write_cb: bool,
     pub(super) eof: bool,
-    pub(super) timeouts: Vec<Direction>,
-    pub(super) error: Option<Error>,
+    pub(super) read_timed_out: bool,
+    pub(super) write_timed_out: bool,
+    /// Out of line: a connection fails once.
+    pub(super) error: Option<Box<Error>>,
 }
 
 impl Outcome {
@@ -29,7 +31,8 @@ impl Outcome {
             || self.notify
             || self.write_cb
             || self.eof
-            || !self.timeouts.is_empty()
+            || self.read_timed_out
+            || self.write_timed_out
     }
 }
 
@@ -126,8 +129,11 @@ impl Driver {
             if outcome.eof {
                 run(&mut || cb(socket, Event::Eof));
             }
-            for direction in outcome.timeouts {
-                run(&mut || cb(socket, Event::Timeout(direction)));
+            if outcome.read_timed_out {
+                run(&mut || cb(socket, Event::Timeout(Direction::Read)));
+            }
+            if outcome.write_timed_out {
+                run(&mut || cb(socket, Event::Timeout(Direction::Write)));
             }
         }
         self.outcome.chunks = chunks;
@@ -150,14 +156,17 @@ impl Driver {
         };
         let socket = self.callback_socket();
         if let Some(err) = error {
-            run_contained("event_cb", || cb(&socket, Event::Error(err)));
+            run_contained("event_cb", || cb(&socket, Event::Error(*err)));
         }
         run_contained("event_cb", || cb(&socket, Event::Closed));
     }
 
     /// Runs the `on_close` callbacks, once, after the final event.
     pub(super) fn run_close_callbacks(&mut self) {
-        let callbacks = std::mem::take(&mut *lock(&self.conn.close_callbacks));
+        let Some(cold) = self.conn.cold_if_any() else {
+            return;
+        };
+        let callbacks = std::mem::take(&mut *lock(&cold.close_callbacks));
         for callback in callbacks {
             run_contained("an on_close callback", callback);
         }

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use super::super::conn::USER_PAUSED;
 use super::connect::{Phase, TOKEN_CONNECT};
 use super::Driver;
-use crate::error::Direction;
 use crate::event_loop::{Core, SourceId};
 use crate::sync::lock;
 
@@ -108,27 +107,75 @@ impl IdleTimer {
     }
 }
 
+/// A connection's idle timers, out of line: most connections set none.
+pub(super) struct Timing {
+    pub(super) read: IdleTimer,
+    /// Its `last` is also the linger's measure of output progress.
+    pub(super) write: IdleTimer,
+    /// The linger timer fired while output was still moving: re-arm it from
+    /// this last progress.
+    pub(super) pending_linger_rearm: Option<Instant>,
+}
+
+impl Timing {
+    pub(super) fn new(read: Option<Duration>, write: Option<Duration>, now: Instant) -> Self {
+        Timing {
+            read: IdleTimer::new(read, now),
+            write: IdleTimer::new(write, now),
+            pending_linger_rearm: None,
+        }
+    }
+}
+
 impl Driver {
+    /// The timers, made now (with no timeouts) if there were none.
+    pub(super) fn timing(&mut self, core: &Core) -> &mut Timing {
+        let now = core.now();
+        self.timing
+            .get_or_insert_with(|| Box::new(Timing::new(None, None, now)))
+    }
+
+    /// Bytes were read: the read timeout's count restarts.
+    pub(super) fn read_progress(&mut self, core: &Core) {
+        if let Some(timing) = self.timing.as_mut() {
+            timing.read.progress(core, false);
+        }
+    }
+
+    /// Output went to the kernel: the write timeout's count restarts, and a
+    /// closing connection's linger notes the time.
+    pub(super) fn write_progress(&mut self, core: &Core) {
+        if self.closing {
+            self.timing(core).write.progress(core, true);
+        } else if let Some(timing) = self.timing.as_mut() {
+            timing.write.progress(core, false);
+        }
+    }
+
     /// Arms the idle timers of the directions that are waiting.
     pub(super) fn update_timers(&mut self, core: &mut Core, id: SourceId) {
+        let Some(mut timing) = self.timing.take() else {
+            return;
+        };
         let open = matches!(self.phase, Phase::Open);
         let read_waiting =
             open && !self.eof && !self.closing && !self.suspended && !self.conn.flag(USER_PAUSED);
-        self.read_idle.update(core, id, TOKEN_READ, read_waiting);
+        timing.read.update(core, id, TOKEN_READ, read_waiting);
         // The output lock only when a write timeout needs the answer.
-        let write_waiting = self.write_idle.timeout.is_some()
+        let write_waiting = timing.write.timeout.is_some()
             && matches!(self.phase, Phase::Open | Phase::Lingering)
             && !lock(&self.conn.output).buf.is_empty();
-        self.write_idle.update(core, id, TOKEN_WRITE, write_waiting);
+        timing.write.update(core, id, TOKEN_WRITE, write_waiting);
+        self.timing = Some(timing);
     }
 
     pub(super) fn on_timer_token(&mut self, core: &mut Core, _id: SourceId, token: u64) {
         let now = core.now();
         match token {
             TOKEN_CONNECT => self.connect_timed_out(),
-            TOKEN_LINGER => self.linger_expired(now),
-            TOKEN_READ if self.read_idle.fire(now) => {
-                self.outcome.timeouts.push(Direction::Read);
+            TOKEN_LINGER => self.linger_expired(core, now),
+            TOKEN_READ if self.timing.as_mut().is_some_and(|t| t.read.fire(now)) => {
+                self.outcome.read_timed_out = true;
                 let wakers = {
                     let mut input = lock(&self.conn.input);
                     input.timed_out = true;
@@ -136,8 +183,8 @@ impl Driver {
                 };
                 wakers.wake_all();
             }
-            TOKEN_WRITE if self.write_idle.fire(now) => {
-                self.outcome.timeouts.push(Direction::Write);
+            TOKEN_WRITE if self.timing.as_mut().is_some_and(|t| t.write.fire(now)) => {
+                self.outcome.write_timed_out = true;
                 let wakers = {
                     let mut out = lock(&self.conn.output);
                     out.timed_out = true;

@@ -105,7 +105,7 @@ impl Driver {
         };
         let handshake_completed = outcome.handshake_completed;
         if outcome.socket_bytes > 0 {
-            self.read_idle.progress(core, false);
+            self.read_progress(core);
         }
         let hit_limit = outcome.budget_exhausted && budget == space;
         if outcome.budget_exhausted && !hit_limit {
@@ -158,7 +158,7 @@ impl Driver {
             return;
         };
         tls.established = true;
-        let _ = self.conn.identity.tls_info.set(tls.session.info());
+        let _ = self.conn.cold().tls_info.set(tls.session.info());
         if !self.conn.flag(CONNECTED) {
             return self.finish_open(core, id);
         }
@@ -291,7 +291,7 @@ impl Driver {
         };
         wakers.wake_all();
         if after < before {
-            self.write_idle.progress(core, self.closing);
+            self.write_progress(core);
             if self.callbacks.write.is_some() && after <= self.conn.config.write_low_watermark {
                 self.outcome.write_cb = true;
             }

@@ -80,7 +80,7 @@ impl Driver {
         wakers.wake_all();
         if after < before {
             // A closing connection's linger measures progress too.
-            self.write_idle.progress(core, self.closing);
+            self.write_progress(core);
             // Any progress that ends at or below the low watermark: what
             // was queued may already have been below it (a partial direct
             // write), and a producer refilling from write_cb must hear of it.
