@@ -1159,6 +1159,22 @@ impl Buffer {
     }
 
     fn find_byte_from(&self, start: usize, byte: u8) -> Option<Pos> {
+        // The common case first: a delimiter in the front chunk, found
+        // without walking the chunk list (a line reader's every call).
+        if let Some(front) = self.chunks.front() {
+            if start < front.len() {
+                if let Some(at) = memchr::memchr(byte, &front[start..]) {
+                    return Some(Pos {
+                        abs: start + at,
+                        chunk: 0,
+                        local: start + at,
+                    });
+                }
+                if self.chunks.len() == 1 {
+                    return None;
+                }
+            }
+        }
         self.scan_from(start, |s| memchr::memchr(byte, s))
     }
 

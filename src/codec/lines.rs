@@ -97,8 +97,10 @@ impl Decoder for LinesCodec {
                 if line_len > self.max_length {
                     return Err(self.too_long());
                 }
-                let line = src.split_to(line_len);
-                src.drain(terminator_len);
+                // One split for the line and its terminator, which is then
+                // cut off the `Bytes` (cheaper than a second buffer call).
+                let mut line = src.split_to(line_len + terminator_len);
+                line.truncate(line_len);
                 Ok(Some(line))
             }
             None => {

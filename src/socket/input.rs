@@ -154,9 +154,12 @@ impl Conn {
     /// does not make the loop poll the socket for a few bytes at a time),
     /// with room left under the hard one.
     fn should_resume(&self, input: &Input) -> bool {
+        if !input.suspended {
+            return false;
+        }
         let max = self.config.max_buffer_size;
         let soft = self.config.input_limit().max(input.wanted.min(max));
-        input.suspended && input.buf.len() <= soft / 2 && self.read_room(input) > 0
+        input.buf.len() <= soft / 2 && self.read_room(input) > 0
     }
 
     /// Runs `f` on the input under its lock and, if that left a suspended

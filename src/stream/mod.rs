@@ -210,7 +210,9 @@ impl<M: Mode> EvStream<M> {
     /// Puts a lent chunk back at the front of the input, for a reader (a
     /// codec, an IOStream read) that works on the input buffer itself.
     pub(crate) fn return_lent(&mut self) {
-        drop(std::mem::take(&mut self.lent));
+        if !self.lent.is_empty() {
+            drop(std::mem::take(&mut self.lent));
+        }
     }
 }
 
