@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use slab::Slab;
 
-use super::sys::{Events, Poller, Readiness};
 use super::blocks::ReadBlocks;
+use super::sys::{Events, Poller, Readiness};
 use super::timer::{TimerHeap, TimerId, TimerTarget};
 use super::{Command, LoopHandle, Shared};
 use crate::error::Error;

@@ -28,9 +28,25 @@ pub(crate) struct Config {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) bind: Option<SocketAddr>,
+    /// `SO_SNDBUF` and `SO_RCVBUF` (the kernel's own buffers), if set.
+    pub(crate) send_buffer_size: Option<usize>,
+    pub(crate) recv_buffer_size: Option<usize>,
+    /// Reading starts paused (`resume_reading` starts it).
+    pub(crate) start_paused: bool,
 }
 
 impl Config {
+    /// Sets the kernel buffer sizes this configuration asks for on `socket`.
+    pub(crate) fn apply_buffer_sizes(&self, socket: socket2::SockRef<'_>) -> std::io::Result<()> {
+        if let Some(size) = self.send_buffer_size {
+            socket.set_send_buffer_size(size)?;
+        }
+        if let Some(size) = self.recv_buffer_size {
+            socket.set_recv_buffer_size(size)?;
+        }
+        Ok(())
+    }
+
     /// The input buffer's soft cap: the read high watermark, never above
     /// `max_buffer_size`.
     pub(crate) fn input_limit(&self) -> usize {

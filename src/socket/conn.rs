@@ -133,6 +133,9 @@ impl Conn {
         if config.write_timeout.is_some() {
             flags |= HAS_WRITE_TIMEOUT;
         }
+        if config.start_paused {
+            flags |= USER_PAUSED;
+        }
         if callbacks.keep_alive() {
             flags |= EXPLICIT_LIFETIME;
         }

@@ -252,15 +252,15 @@ impl Socket {
 
     /// This side's address, once connected.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.conn.addrs
-            .get()
-            .map(|&(local, _)| local)
+        self.conn.addrs.get().map(|&(local, _)| local)
     }
 
     /// The host name given to `tcp_connect`, if the connection was made by
     /// name or address string.
     pub fn host(&self) -> Option<&str> {
-        self.conn.cold_if_any().and_then(|cold| cold.host.as_deref())
+        self.conn
+            .cold_if_any()
+            .and_then(|cold| cold.host.as_deref())
     }
 
     /// Whether `close()` or `abort()` was called or the connection ended

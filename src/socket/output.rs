@@ -15,9 +15,8 @@ use std::task::{Poll, Waker};
 use bytes::Bytes;
 
 use super::conn::{
-    Failure, HAS_WRITE_TIMEOUT,
-    Conn, CLOSED, CONNECTED, HAS_WRITE_CB, OUTPUT_PENDING, REQ_ARM_TIMERS, REQ_FLUSH, REQ_SHUTDOWN,
-    REQ_WRITE_CB, REQ_WRITE_FAILED,
+    Conn, Failure, CLOSED, CONNECTED, HAS_WRITE_CB, HAS_WRITE_TIMEOUT, OUTPUT_PENDING,
+    REQ_ARM_TIMERS, REQ_FLUSH, REQ_SHUTDOWN, REQ_WRITE_CB, REQ_WRITE_FAILED,
 };
 use super::protocol::Wakers;
 use super::{NetStream, Socket};

@@ -45,7 +45,10 @@ impl Wakers {
     /// contained (logged) and the others are still woken.
     pub(crate) fn wake_all(self) {
         let Wakers { first, more } = self;
-        for waker in first.into_iter().chain(more.into_iter().flat_map(|more| *more)) {
+        for waker in first
+            .into_iter()
+            .chain(more.into_iter().flat_map(|more| *more))
+        {
             crate::sync::run_contained("a waker", || waker.wake());
         }
     }

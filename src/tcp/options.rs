@@ -89,6 +89,9 @@ static DEFAULTS: LazyLock<(Arc<Callbacks>, Arc<Config>)> = LazyLock::new(|| {
         read_timeout: None,
         write_timeout: None,
         bind: None,
+        send_buffer_size: None,
+        recv_buffer_size: None,
+        start_paused: false,
     };
     (Arc::new(Callbacks::default()), Arc::new(config))
 });
@@ -300,6 +303,31 @@ impl TcpOptions {
         self
     }
 
+    /// The kernel's send buffer for the socket (`SO_SNDBUF`; the kernel
+    /// may round it, Linux doubles it). A small one makes backpressure
+    /// (the write high watermark, `write_cb`) start before the kernel has
+    /// absorbed megabytes. At least 1.
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.config_mut().send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// The kernel's receive buffer for the socket (`SO_RCVBUF`), set before
+    /// connecting so it also bounds the TCP window offered. At least 1.
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.config_mut().recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Starts the connection with reading paused, so the application can
+    /// set up its state before the first byte is read; it reads nothing
+    /// (and the peer is pushed back) until
+    /// [`Socket::resume_reading`](crate::Socket::resume_reading).
+    pub fn start_paused(mut self, paused: bool) -> Self {
+        self.config_mut().start_paused = paused;
+        self
+    }
+
     /// After a graceful close has sent FIN, how long to keep reading (and
     /// discarding) while waiting for the peer's FIN before releasing the
     /// socket (default 2 s). Releasing a socket with unread input would
@@ -340,8 +368,19 @@ impl TcpOptions {
         if c.read_low_watermark > c.read_high_watermark {
             return invalid("read low watermark is above the high watermark");
         }
+        if c.write_high_watermark == 0 {
+            // Streams would wait for room for ever.
+            return invalid("write high watermark must be at least 1");
+        }
         if c.write_low_watermark > c.write_high_watermark {
             return invalid("write low watermark is above the high watermark");
+        }
+        if c.send_buffer_size == Some(0) || c.recv_buffer_size == Some(0) {
+            return invalid("socket buffer sizes must be at least 1");
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
         }
         Ok(())
     }

@@ -51,7 +51,8 @@ impl ServerOptions {
         }
     }
 
-    /// The listen backlog.
+    /// The listen backlog (at least 0; the kernel caps it at
+    /// `net.core.somaxconn`).
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
         self
@@ -69,6 +70,14 @@ impl ServerOptions {
     pub fn reuse_port(mut self, reuse: bool) -> Self {
         self.reuse_port = reuse;
         self
+    }
+
+    /// Refuses settings that cannot work.
+    fn validate(&self) -> Result<()> {
+        if self.backlog < 0 {
+            return Err(Error::InvalidInput("the backlog must be at least 0".into()));
+        }
+        self.connection.validate()
     }
 
     /// Options (callbacks included) for every accepted connection. Its
@@ -167,7 +176,7 @@ impl TcpServer {
         addr: impl ToSocketAddrs,
         options: ServerOptions,
     ) -> Result<TcpServer> {
-        options.connection.validate()?;
+        options.validate()?;
         let mut last_error = None;
         let addrs = addr.to_socket_addrs().map_err(Error::from)?;
         for addr in addrs {
@@ -223,6 +232,11 @@ fn listen(addr: SocketAddr, options: &ServerOptions) -> io::Result<TcpListener> 
     if options.reuse_port {
         socket.set_reuse_port(true)?;
     }
+    // Accepted sockets inherit the receive buffer (and so the window
+    // scale they offer) from the listener.
+    if let Some(size) = options.connection.config.recv_buffer_size {
+        socket.set_recv_buffer_size(size)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(options.backlog)?;
     socket.set_nonblocking(true)?;
@@ -277,7 +291,7 @@ impl UnixServer {
         options: ServerOptions,
     ) -> Result<UnixServer> {
         use socket2::{Domain, SockAddr, Socket, Type};
-        options.connection.validate()?;
+        options.validate()?;
         let path = path.as_ref().to_path_buf();
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         socket.bind(&SockAddr::unix(&path)?)?;

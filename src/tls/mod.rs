@@ -42,9 +42,9 @@ use crate::error::{Error, Result};
 
 mod session;
 
-pub(crate) use session::TlsSession;
 #[cfg(test)]
 pub(crate) use session::TlsEnd;
+pub(crate) use session::TlsSession;
 
 #[cfg(test)]
 #[path = "../../tests/common/tls.rs"]
@@ -64,6 +64,20 @@ pub(crate) enum TlsSetup {
 }
 
 impl TlsSetup {
+    /// Refuses settings that cannot work.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let limit = match self {
+            TlsSetup::Client(options) => options.buffer_limit,
+            TlsSetup::Server(options) => options.buffer_limit,
+        };
+        if limit == 0 {
+            return Err(Error::InvalidInput(
+                "the TLS buffer limit must be at least 1 byte".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// A new session for this side.
     pub(crate) fn session(&self) -> Result<TlsSession> {
         match self {

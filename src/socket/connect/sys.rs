@@ -13,6 +13,8 @@ pub(in crate::socket) fn connect_tcp(addr: SocketAddr, config: &Config) -> io::R
     if config.nodelay {
         socket.set_tcp_nodelay(true)?;
     }
+    // Before connecting: the receive buffer sets the window scale offered.
+    config.apply_buffer_sizes(socket2::SockRef::from(&socket))?;
     if let Some(bind) = config.bind {
         socket.bind(&bind.into())?;
     }
@@ -25,10 +27,11 @@ pub(in crate::socket) fn connect_tcp(addr: SocketAddr, config: &Config) -> io::R
 }
 
 /// Creates a non-blocking Unix domain socket and starts connecting it.
-pub(in crate::socket) fn connect_unix(path: &Path) -> io::Result<NetStream> {
+pub(in crate::socket) fn connect_unix(path: &Path, config: &Config) -> io::Result<NetStream> {
     use socket2::{Domain, SockAddr, Type};
     let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
+    config.apply_buffer_sizes(socket2::SockRef::from(&socket))?;
     match socket.connect(&SockAddr::unix(path)?) {
         Ok(()) => {}
         // A full backlog: the connect completes when the server accepts.

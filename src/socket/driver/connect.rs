@@ -72,6 +72,13 @@ impl Driver {
                     // Best effort: a socket that refuses it still works.
                     let _ = stream.set_nodelay(true);
                 }
+                if let Err(err) = self
+                    .conn
+                    .config
+                    .apply_buffer_sizes(socket2::SockRef::from(&stream))
+                {
+                    return self.fail(Error::from(err));
+                }
                 match Registration::new(core.poller(), Arc::new(stream), id.token()) {
                     Ok(registration) => {
                         self.registration = Some(registration);
@@ -91,7 +98,7 @@ impl Driver {
             Start::Unix(path) => {
                 self.arm_connect_timer(core, id);
                 self.phase = Phase::Connecting(Attempts::new(Vec::new()));
-                let attempt = connect_unix(&path).and_then(|stream| {
+                let attempt = connect_unix(&path, &self.conn.config).and_then(|stream| {
                     Registration::new(core.poller(), Arc::new(stream), id.token())
                 });
                 match attempt {
