@@ -1458,6 +1458,33 @@ impl Buf for Buffer {
     }
 }
 
+impl std::ops::Index<usize> for ChunkDeque {
+    type Output = Bytes;
+
+    fn index(&self, index: usize) -> &Bytes {
+        self.get(index).expect("chunk index in bounds")
+    }
+}
+
+impl std::ops::IndexMut<usize> for ChunkDeque {
+    fn index_mut(&mut self, index: usize) -> &mut Bytes {
+        match index {
+            0 => self.head.as_mut(),
+            n => self.rest.get_mut(n - 1),
+        }
+        .expect("chunk index in bounds")
+    }
+}
+
+impl<'a> IntoIterator for &'a ChunkDeque {
+    type Item = &'a Bytes;
+    type IntoIter = ChunkIter<'a>;
+
+    fn into_iter(self) -> ChunkIter<'a> {
+        self.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2422,32 +2449,5 @@ mod tests {
                 }
             }
         }
-    }
-}
-
-impl std::ops::Index<usize> for ChunkDeque {
-    type Output = Bytes;
-
-    fn index(&self, index: usize) -> &Bytes {
-        self.get(index).expect("chunk index in bounds")
-    }
-}
-
-impl std::ops::IndexMut<usize> for ChunkDeque {
-    fn index_mut(&mut self, index: usize) -> &mut Bytes {
-        match index {
-            0 => self.head.as_mut(),
-            n => self.rest.get_mut(n - 1),
-        }
-        .expect("chunk index in bounds")
-    }
-}
-
-impl<'a> IntoIterator for &'a ChunkDeque {
-    type Item = &'a Bytes;
-    type IntoIter = ChunkIter<'a>;
-
-    fn into_iter(self) -> ChunkIter<'a> {
-        self.iter()
     }
 }

@@ -226,7 +226,7 @@ impl Conn {
             }
             out.sent += written as u64;
             if let Err(err) = &result {
-                out.error.set(&err);
+                out.error.set(err);
                 requests |= REQ_WRITE_FAILED;
             } else if written == data.len() && self.flag(HAS_WRITE_CB) {
                 requests |= REQ_WRITE_CB;

@@ -17,7 +17,9 @@ use std::sync::atomic::Ordering;
 #[derive(Default)]
 pub(crate) struct Wakers {
     first: Option<Waker>,
-    /// Other waiters (rare): out of line, so an idle side stays small.
+    /// Other waiters (rare): out of line, so an idle side stays small (a
+    /// boxed `Vec` is one word, a `Vec` three).
+    #[allow(clippy::box_collection)]
     more: Option<Box<Vec<Waker>>>,
 }
 
