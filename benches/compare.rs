@@ -35,6 +35,11 @@
 //!   client, at the server and both ends together (VmRSS deltas / N), the
 //!   time to open them all and the time to close them all. The server runs
 //!   in a process of its own (see `compare/idle.rs`).
+//! * `tlsbulk` / `tlspingpong` (built with `--features tls` only) — `bulk`
+//!   (half its bytes: 1 GiB) and `pingpong2` over TLS at both ends:
+//!   evstream's TLS layer against tokio-rustls, the same rustls, `ring`
+//!   provider and configurations (see `compare/tls.rs`):
+//!   `cargo bench --features tls --bench compare -- --only tlsbulk,tlspingpong`.
 //!
 //! Each side of an async implementation runs its own single-threaded
 //! executor: tokio a current-thread runtime, async-io `async_io::block_on`,
@@ -88,6 +93,9 @@ mod report;
 mod stdnet;
 #[path = "compare/tk.rs"]
 mod tk;
+#[cfg(feature = "tls")]
+#[path = "compare/tls.rs"]
+mod tls;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};

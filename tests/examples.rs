@@ -240,3 +240,78 @@ fn touchdesigner_osc_types_values_as_touchdesigner_documents() {
         b"TYPE\x17\xff\x0c\x34\x01\x00\x02\x00\x03\x00\x00\x00Hello\r\nWorld\r\n"
     );
 }
+
+#[cfg(feature = "tls")]
+#[path = "../examples/https_get.rs"]
+mod https_get;
+
+/// https_get against its local HTTPS server: the status line, every byte
+/// of the body whether framed by its length or in chunks, and what TLS
+/// negotiated (ALPN http/1.1, the server's certificate).
+#[cfg(feature = "tls")]
+#[test]
+fn https_get_fetches_from_a_local_https_server() {
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let server = https_get::LocalServer::start(body.clone()).unwrap();
+    for path in ["/index.html", "/chunked"] {
+        let tls = evstream::TlsClientOptions::new(server.client_config.clone(), "localhost")
+            .unwrap()
+            .alpn_protocols(["http/1.1"]);
+        let response =
+            futures_lite::future::block_on(https_get::get(&server.addr, "localhost", path, tls))
+                .unwrap();
+        assert_eq!(response.status_line, "HTTP/1.1 200 OK", "{path}");
+        assert!(response.head.ends_with(b"\r\n\r\n"), "{path}");
+        assert_eq!(response.body.len(), body.len(), "{path}");
+        assert!(response.body == body, "{path}: the body differs");
+        assert_eq!(
+            response.tls.alpn_protocol(),
+            Some(&b"http/1.1"[..]),
+            "{path}"
+        );
+        assert_eq!(response.tls.peer_certificates().len(), 1, "{path}");
+    }
+}
+
+/// https_get refuses a server whose certificate it does not trust, and
+/// parses the URLs of its command line.
+#[cfg(feature = "tls")]
+#[test]
+fn https_get_refuses_an_untrusted_server_and_parses_urls() {
+    let server = https_get::LocalServer::start(b"secret".to_vec()).unwrap();
+    let other = https_get::LocalServer::start(Vec::new()).unwrap();
+    // `other`'s roots do not include `server`'s certificate.
+    let tls = evstream::TlsClientOptions::new(other.client_config.clone(), "localhost").unwrap();
+    let err = futures_lite::future::block_on(https_get::get(&server.addr, "localhost", "/", tls))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            evstream::Error::Tls {
+                kind: evstream::TlsErrorKind::CertificateInvalid,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let parse = https_get::parse_url;
+    assert_eq!(
+        parse("https://example.com"),
+        Some(("example.com".into(), 443, "/".into()))
+    );
+    assert_eq!(
+        parse("https://example.com:8443/a/b?c=d"),
+        Some(("example.com".into(), 8443, "/a/b?c=d".into()))
+    );
+    assert_eq!(
+        parse("https://[::1]:8443/x"),
+        Some(("::1".into(), 8443, "/x".into()))
+    );
+    assert_eq!(
+        parse("https://[::1]/"),
+        Some(("::1".into(), 443, "/".into()))
+    );
+    assert_eq!(parse("http://example.com/"), None);
+    assert_eq!(parse("https://:443/"), None);
+}

@@ -9,6 +9,8 @@ use crate::common::{
     mib_per_s, proc_status_kib, raise_nofile_limit, rate, run_pair, BulkCheck, LineCheck, Mark,
     Res, Section, Sizes, BLOCK,
 };
+#[cfg(feature = "tls")]
+use crate::tls;
 use crate::{aio, ev, idle, stdnet, tk};
 
 /// What one run measured.
@@ -170,6 +172,45 @@ pub const WORKLOADS: &[Workload] = &[
         ],
         per: |s| (s.idle as f64, "conn"),
         memory: Some("idle-rss"),
+    },
+    #[cfg(feature = "tls")]
+    Workload {
+        name: "tlsbulk",
+        title: |s| {
+            format!(
+                "tlsbulk: one TLS connection, {} MiB (half of bulk's) in 64 KiB writes, read into 64 KiB",
+                (tls::bulk_blocks(s) * BLOCK as u64) >> 20
+            )
+        },
+        metrics: &[Metric {
+            name: "tlsbulk",
+            unit: "MiB/s",
+            higher_is_better: true,
+        }],
+        per: |s| {
+            (
+                (tls::bulk_blocks(s) * BLOCK as u64) as f64 / (1u64 << 30) as f64,
+                "GiB",
+            )
+        },
+        memory: None,
+    },
+    #[cfg(feature = "tls")]
+    Workload {
+        name: "tlspingpong",
+        title: |s| {
+            format!(
+                "tlspingpong: {} round trips of 64 bytes over TLS, client and server on two threads",
+                s.pingpong
+            )
+        },
+        metrics: &[Metric {
+            name: "tlspingpong",
+            unit: "rt/s",
+            higher_is_better: true,
+        }],
+        per: |s| (s.pingpong as f64 / 1e3, "1k rt"),
+        memory: None,
     },
 ];
 
@@ -497,5 +538,67 @@ pub const CASES: &[Case] = &[
         imp: "async-io",
         what: "FuturesUnordered of connections in the server's block_on (64-byte buffers); client holds Async<TcpStream>s",
         run: |s| idle::run(s, "async-io"),
+    },
+    // TLS (feature `tls`): the same rustls, ring provider and configurations
+    #[cfg(feature = "tls")]
+    Case {
+        workload: "tlsbulk",
+        imp: "evstream",
+        what: "TLS both ends: AsyncRead::read into 64 KiB; sender AsyncWrite::write_all(&[u8])",
+        run: |s| {
+            tls::bulk_case(
+                s,
+                |tx| tls::ev::bulk_read(tx, false),
+                |a, b| tls::ev::bulk_send(a, b, false),
+            )
+        },
+    },
+    #[cfg(feature = "tls")]
+    Case {
+        workload: "tlsbulk",
+        imp: "evstream-zc",
+        what: "TLS both ends: AsyncBufRead fill_buf/consume; sender write_all_bytes(Bytes)",
+        run: |s| {
+            tls::bulk_case(
+                s,
+                |tx| tls::ev::bulk_read(tx, true),
+                |a, b| tls::ev::bulk_send(a, b, true),
+            )
+        },
+    },
+    #[cfg(feature = "tls")]
+    Case {
+        workload: "tlsbulk",
+        imp: "tokio",
+        what: "tokio-rustls TlsAcceptor/TlsConnector: read into 64 KiB; write_all",
+        run: |s| tls::bulk_case(s, tls::tk::bulk_read, tls::tk::bulk_send),
+    },
+    #[cfg(feature = "tls")]
+    Case {
+        workload: "tlspingpong",
+        imp: "evstream",
+        what: "TLS: stream client (write_all + read_exact in block_on); drain-mode read_cb echo server",
+        run: |s| tls::ping_case(s, |n| tls::ev::pingpong(n, ev::Ping::Natural)),
+    },
+    #[cfg(feature = "tls")]
+    Case {
+        workload: "tlspingpong",
+        imp: "evstream-stream",
+        what: "TLS: stream client; stream server (read + write_all in a task spawned on its loop)",
+        run: |s| tls::ping_case(s, |n| tls::ev::pingpong(n, ev::Ping::Streams)),
+    },
+    #[cfg(feature = "tls")]
+    Case {
+        workload: "tlspingpong",
+        imp: "evstream-cb",
+        what: "TLS: callback client (read_cb sends the next message); read_cb echo server",
+        run: |s| tls::ping_case(s, |n| tls::ev::pingpong(n, ev::Ping::Callbacks)),
+    },
+    #[cfg(feature = "tls")]
+    Case {
+        workload: "tlspingpong",
+        imp: "tokio",
+        what: "tokio-rustls: write_all + read_exact; echo server read + write_all",
+        run: |s| tls::ping_case(s, tls::tk::pingpong),
     },
 ];

@@ -251,6 +251,9 @@ const TARGETS: &[(&str, &str, &str, f64, bool)] = &[
     ("lines", "evstream*", "tokio", 2.0, true),
     ("conns", "evstream", "tokio", 1.0, false),
     ("conns-rss", "evstream", "async-io", 1.0, false),
+    ("tlsbulk", "evstream", "tokio", 1.0, true),
+    ("tlsbulk", "evstream-zc", "tokio", 1.0, true),
+    ("tlspingpong", "evstream", "tokio", 1.0, true),
 ];
 
 fn higher_is_better(metric: &str) -> bool {

@@ -89,7 +89,7 @@ impl EvStream<Duplex> {
 }
 
 /// Splits `"host:port"` or `"[v6]:port"`.
-fn split_host_port(addr: &str) -> Result<(&str, u16)> {
+pub(super) fn split_host_port(addr: &str) -> Result<(&str, u16)> {
     let invalid = || Error::InvalidInput(format!("{addr:?} is not host:port"));
     let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
     let port = port.parse().map_err(|_| invalid())?;

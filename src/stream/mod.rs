@@ -21,6 +21,7 @@ mod blocking;
 mod connect;
 mod io;
 mod read;
+mod tls;
 mod write;
 
 pub use blocking::{Blocking, StreamSocket};
