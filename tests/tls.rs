@@ -895,3 +895,25 @@ fn openssl_s_client_talks_to_an_evstream_server() {
     assert_eq!(line, b"hello from openssl\n");
     assert_eq!(sni.as_deref(), Some("localhost"));
 }
+
+/// `ServerOptions::tls` applies whatever the order with `connection`.
+#[test]
+fn server_tls_holds_in_either_order_with_connection() {
+    let lt = LoopThread::start();
+    let server = TcpServer::bind(
+        &lt.handle,
+        "127.0.0.1:0",
+        ServerOptions::new()
+            .tls(server_tls())
+            .connection(TcpOptions::new().stream(true)),
+    )
+    .unwrap();
+    let stream = block_on(AsyncIoStream::connect_with(
+        &lt.handle,
+        "127.0.0.1",
+        server.local_addr().port(),
+        TcpOptions::new().tls(client_tls("localhost")),
+    ))
+    .expect("a TLS server");
+    assert!(stream.socket().tls_info().is_some());
+}

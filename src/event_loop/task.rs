@@ -63,7 +63,7 @@ where
 }
 
 /// A handle to a task spawned with [`LoopHandle::spawn`](super::LoopHandle::spawn)
-/// or [`spawn`](crate::spawn): a future of the task's output.
+/// (and, on the default loop, `evstream::spawn`): a future of the task's output.
 ///
 /// Awaiting it gives `Ok(output)`, [`Error::TaskPanicked`] if the task
 /// panicked, or [`Error::LoopStopped`] if its loop stopped for good before

@@ -31,6 +31,10 @@ pub struct ServerOptions {
     reuse_address: bool,
     reuse_port: bool,
     connection: TcpOptions,
+    /// TLS for accepted connections, applied when the server binds (so the
+    /// order of `connection` and `tls` does not matter).
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsServerOptions>,
 }
 
 impl Default for ServerOptions {
@@ -48,6 +52,8 @@ impl ServerOptions {
             reuse_address: true,
             reuse_port: false,
             connection: TcpOptions::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -72,12 +78,23 @@ impl ServerOptions {
         self
     }
 
+    /// The options of each accepted connection, TLS included.
+    fn connection_setup(&self) -> Result<crate::socket::Setup> {
+        let connection = self.connection.clone();
+        #[cfg(feature = "tls")]
+        let connection = match &self.tls {
+            Some(tls) => connection.tls_server(tls.clone()),
+            None => connection,
+        };
+        connection.into_setup()
+    }
+
     /// Refuses settings that cannot work.
     fn validate(&self) -> Result<()> {
         if self.backlog < 0 {
             return Err(Error::InvalidInput("the backlog must be at least 0".into()));
         }
-        self.connection.validate()
+        self.connection_setup().map(drop)
     }
 
     /// Options (callbacks included) for every accepted connection. Its
@@ -90,12 +107,12 @@ impl ServerOptions {
     /// TLS for every accepted connection (feature `tls`): each one's
     /// handshake runs once it is accepted, bounded by the connection's
     /// connect timeout, and the connection counts as connected only once it
-    /// completes. Set it after [`connection`](ServerOptions::connection).
+    /// completes (in any order with [`connection`](ServerOptions::connection)).
     /// The negotiated protocol, SNI name and peer certificates are in
     /// [`Socket::tls_info`](crate::Socket::tls_info).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, options: impl Into<crate::tls::TlsServerOptions>) -> Self {
-        self.connection = self.connection.tls_server(options.into());
+        self.tls = Some(options.into());
         self
     }
 }
@@ -188,7 +205,7 @@ impl TcpServer {
                         NetListener::Tcp(listener),
                         Some(local_addr),
                         None,
-                        options.connection.into_setup()?,
+                        options.connection_setup()?,
                     )?;
                     return Ok(TcpServer { shared });
                 }
@@ -303,7 +320,7 @@ impl UnixServer {
             NetListener::Unix(listener),
             None,
             Some(path),
-            options.connection.into_setup()?,
+            options.connection_setup()?,
         )?;
         Ok(UnixServer { shared })
     }

@@ -86,11 +86,11 @@ impl Driver {
             usize::MAX
         };
         let budget = space.min(READ_BUDGET);
+        let stop_when_short = !self.read_closed_seen;
         let mut done = core.take_chunk_list();
         let Some(tls) = self.tls.as_mut() else {
             return;
         };
-        // The session reads until the socket would block (or the budget).
         let outcome = match tls.early.as_mut() {
             Some(early) => {
                 let outcome = tls
@@ -101,7 +101,17 @@ impl Driver {
                 }
                 outcome
             }
-            None => tls.session.read_from(&*stream, &mut done, budget),
+            None => {
+                // Edge-triggered, like the plaintext read: a short read means
+                // the kernel queue is empty and new data raises a new edge —
+                // unless the peer's FIN may be pending (then read to EOF).
+                let edge = EdgeReader {
+                    socket: &*stream,
+                    drained: false,
+                    stop_when_short,
+                };
+                tls.session.read_from(edge, &mut done, budget)
+            }
         };
         let handshake_completed = outcome.handshake_completed;
         if outcome.socket_bytes > 0 {
@@ -225,7 +235,7 @@ impl Driver {
             loop {
                 let mut progress = false;
                 if plaintext_flows && !out.buf.is_empty() {
-                    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                    let mut slices = [IoSlice::new(&[]); MAX_IOVECS / 4];
                     let count = out.buf.fill_io_slices(&mut slices);
                     match tls.session.write_plaintext(&slices[..count]) {
                         Ok(0) => {}
@@ -299,6 +309,28 @@ impl Driver {
         if let Some(err) = error {
             self.fail(err);
         }
+    }
+}
+
+/// The socket as the session reads it: once a read comes back short, the
+/// kernel has nothing more until the next readiness edge, so the next read
+/// reports `WouldBlock` without a system call.
+struct EdgeReader<R> {
+    socket: R,
+    drained: bool,
+    stop_when_short: bool,
+}
+
+impl<R: Read> Read for EdgeReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.socket.read(buf)?;
+        if self.stop_when_short && n > 0 && n < buf.len() {
+            self.drained = true;
+        }
+        Ok(n)
     }
 }
 
