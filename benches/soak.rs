@@ -69,7 +69,11 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = || it.next().and_then(|v| v.parse::<u64>().ok()).expect("a number");
+        let mut value = || {
+            it.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("a number")
+        };
         match arg.as_str() {
             "--minutes" => args.duration = Duration::from_secs(value() * 60),
             "--seconds" => args.duration = Duration::from_secs(value()),
@@ -216,7 +220,14 @@ fn main() {
     // Both loops and the server exist: what stays open throughout.
     let baseline_fds = open_fds();
     let started = Instant::now();
-    let result = ev.block_on(drive(&handle, addr, &args, checks.clone(), started, baseline_fds));
+    let result = ev.block_on(drive(
+        &handle,
+        addr,
+        &args,
+        checks.clone(),
+        started,
+        baseline_fds,
+    ));
     server.close();
     server_loop.stop();
     let (samples, ops, fds) = match result.map_err(|err| err.to_string()).and_then(|done| done) {
@@ -255,11 +266,7 @@ async fn drive(
             *next += 1;
             *next
         };
-        checks
-            .streams
-            .lock()
-            .unwrap()
-            .insert(id, Stream::default());
+        checks.streams.lock().unwrap().insert(id, Stream::default());
         let (on_data, on_event) = (checks.clone(), checks.clone());
         let socket = tcp_connect_addr(
             handle,
@@ -458,7 +465,10 @@ fn report(args: &Args, checks: &Checks, samples: &[Sample], ops: u64, baseline: 
             drift * 100.0
         );
         if drift > 0.10 {
-            failed.push(format!("RSS drifted by {:.1}% after the warm-up", drift * 100.0));
+            failed.push(format!(
+                "RSS drifted by {:.1}% after the warm-up",
+                drift * 100.0
+            ));
         }
     }
     println!("descriptors: baseline {baseline}, at the end {fds}");

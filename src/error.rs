@@ -44,6 +44,10 @@ pub enum TimeoutKind {
     /// The kernel itself gave up (`ETIMEDOUT`: connect attempts or
     /// retransmissions went unanswered).
     Network,
+    /// A whole read (a line, a frame, `read_bytes`…) did not complete
+    /// within the connection's read deadline, however steadily bytes
+    /// trickled in (nginx's `client_header_timeout`).
+    ReadDeadline,
 }
 
 impl From<Direction> for TimeoutKind {
@@ -62,6 +66,7 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::Read => "read",
             TimeoutKind::Write => "write",
             TimeoutKind::Network => "network",
+            TimeoutKind::ReadDeadline => "read deadline",
         })
     }
 }

@@ -4,7 +4,7 @@
 use std::task::Waker;
 
 use super::Decoder;
-use crate::error::{Error, Limit};
+use crate::error::{Error, Limit, TimeoutKind};
 use crate::socket::{HeldInput, InputEnd, Socket};
 
 /// What [`FrameReader::next`] found.
@@ -68,6 +68,7 @@ impl FrameReader {
             match decoder.decode(self.hold.buffer()) {
                 Ok(Some(frame)) => {
                     self.hold.sync();
+                    self.hold.frame_done();
                     return Next::Frame(frame);
                 }
                 Ok(None) => {}
@@ -88,8 +89,18 @@ impl FrameReader {
                 what: Limit::InputBuffer,
                 limit: self.hold.limit(),
             }),
-            InputEnd::Open => Next::Pending,
+            InputEnd::Open => {
+                if !self.hold.held().is_empty() {
+                    // Part of a frame is here: the read deadline runs.
+                    self.hold.frame_started();
+                }
+                Next::Pending
+            }
             InputEnd::Ended => self.at_end(decoder, None),
+            InputEnd::Failed(err @ Error::TimedOut(TimeoutKind::ReadDeadline)) => {
+                // A frame that never completes: the reader is done.
+                self.fail(err)
+            }
             InputEnd::Failed(err @ Error::TimedOut(_)) => Next::TimedOut(err),
             InputEnd::Failed(err) => self.at_end(decoder, Some(err)),
         }

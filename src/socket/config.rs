@@ -26,6 +26,8 @@ pub(crate) struct Config {
     /// FIN before releasing the socket.
     pub(crate) close_linger: Duration,
     pub(crate) read_timeout: Option<Duration>,
+    /// How long one read (a line, a frame) may take in all.
+    pub(crate) read_deadline: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) bind: Option<SocketAddr>,
     /// `SO_SNDBUF` and `SO_RCVBUF` (the kernel's own buffers), if set.

@@ -33,6 +33,8 @@ pub(super) const REQ_RESOLVED: u32 = 1 << 8;
 /// Something changed what is waiting (output queued, reading paused): arm
 /// the idle timers that now apply, without restarting their counts.
 pub(super) const REQ_ARM_TIMERS: u32 = 1 << 9;
+/// A read began waiting under a read deadline: arm its timer.
+pub(super) const REQ_DEADLINE: u32 = 1 << 11;
 /// Upgrade the connection to TLS (STARTTLS).
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub(super) const REQ_START_TLS: u32 = 1 << 10;

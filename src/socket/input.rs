@@ -20,7 +20,7 @@ use std::task::{Poll, Waker};
 
 use bytes::{Buf, Bytes};
 
-use super::conn::{Conn, Failure, INPUT_SUSPENDED, REQ_RESUME};
+use super::conn::{Conn, Failure, INPUT_SUSPENDED, REQ_DEADLINE, REQ_RESUME};
 use super::protocol::Wakers;
 use super::Socket;
 use crate::buffer::Buffer;
@@ -40,6 +40,10 @@ pub(crate) struct Input {
     pub(super) suspended: bool,
     /// A read timeout expired that pending readers have not seen yet.
     pub(super) timed_out: bool,
+    /// When the read waiting now must be complete (the read deadline).
+    pub(super) deadline: Option<std::time::Instant>,
+    /// The deadline passed; the read waiting sees it once.
+    pub(super) deadline_passed: bool,
     /// How much a waiting frame read may need buffered at once: reading
     /// goes on past the watermark up to this (never past
     /// `max_buffer_size`).
@@ -61,6 +65,8 @@ impl Input {
             error: Failure::default(),
             suspended: false,
             timed_out: false,
+            deadline: None,
+            deadline_passed: false,
             wanted: 0,
             readers: 0,
             front_epoch: 0,
@@ -82,6 +88,11 @@ impl Input {
         if self.timed_out {
             self.timed_out = false;
             return Poll::Ready(Err(Error::TimedOut(TimeoutKind::Read).into()));
+        }
+        if self.deadline_passed {
+            self.deadline_passed = false;
+            self.deadline = None;
+            return Poll::Ready(Err(Error::TimedOut(TimeoutKind::ReadDeadline).into()));
         }
         if let Some(waker) = waker {
             self.wakers.register(waker);
@@ -160,6 +171,26 @@ impl Conn {
         let max = self.config.max_buffer_size;
         let soft = self.config.input_limit().max(input.wanted.min(max));
         input.buf.len() <= soft / 2 && self.read_room(input) > 0
+    }
+
+    /// A read has begun waiting: with a read deadline, it must complete by
+    /// then (the loop is asked for a timer). Under the input lock.
+    fn start_deadline(&self, input: &mut Input) -> bool {
+        let Some(limit) = self.config.read_deadline else {
+            return false;
+        };
+        if input.deadline.is_some() {
+            return false;
+        }
+        // Too far to represent means no deadline.
+        input.deadline = std::time::Instant::now().checked_add(limit);
+        input.deadline.is_some()
+    }
+
+    /// The read is done (or gave up): its deadline no longer applies.
+    fn clear_deadline(input: &mut Input) {
+        input.deadline = None;
+        input.deadline_passed = false;
     }
 
     /// Runs `f` on the input under its lock and, if that left a suspended
@@ -352,6 +383,7 @@ impl FrameRead<'_> {
     pub(crate) fn poll(&mut self, waker: &Waker) -> Poll<Result<Bytes>> {
         let conn = self.conn;
         let max_buffer = conn.config.max_buffer_size;
+        let mut arm_deadline = false;
         let poll = conn.with_input(|input| {
             let len = input.buf.len();
             if input.front_epoch != self.epoch {
@@ -409,10 +441,14 @@ impl FrameRead<'_> {
                         _ => self.max,
                     };
                     input.wanted = input.wanted.max(wanted.min(max_buffer));
+                    arm_deadline = conn.start_deadline(input);
                     Poll::Pending
                 }
             }
         });
+        if arm_deadline {
+            conn.request(REQ_DEADLINE);
+        }
         if poll.is_ready() {
             self.stop_waiting();
         }
@@ -432,6 +468,7 @@ impl FrameRead<'_> {
                 input.readers -= 1;
                 if input.readers == 0 {
                     input.wanted = 0;
+                    Conn::clear_deadline(input);
                 }
             });
         }
@@ -505,6 +542,28 @@ impl HeldInput {
     /// The held bytes.
     pub(crate) fn held(&self) -> &Buffer {
         &self.buf
+    }
+
+    /// A frame has begun (bytes of it are held) and is not complete: with a
+    /// read deadline it must be by then. Nothing without a deadline.
+    pub(crate) fn frame_started(&mut self) {
+        if self.conn.config.read_deadline.is_none() {
+            return;
+        }
+        let arm = self
+            .conn
+            .with_input(|input| self.conn.start_deadline(input));
+        if arm {
+            self.conn.request(REQ_DEADLINE);
+        }
+    }
+
+    /// A frame is complete: its deadline no longer applies.
+    pub(crate) fn frame_done(&mut self) {
+        if self.conn.config.read_deadline.is_none() {
+            return;
+        }
+        self.conn.with_input(Conn::clear_deadline);
     }
 
     /// Counts what the reader took since the last call as consumed.

@@ -87,6 +87,7 @@ static DEFAULTS: LazyLock<(Arc<Callbacks>, Arc<Config>)> = LazyLock::new(|| {
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         close_linger: DEFAULT_CLOSE_LINGER,
         read_timeout: None,
+        read_deadline: None,
         write_timeout: None,
         bind: None,
         send_buffer_size: None,
@@ -241,6 +242,20 @@ impl TcpOptions {
     /// the loop is waiting for some.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.config_mut().read_timeout = Some(timeout);
+        self
+    }
+
+    /// Total deadline of one read: an IOStream-style read (`read_until`,
+    /// `read_bytes`…) or a frame of a codec (`Framed`, `on_frame`) that is
+    /// not complete this long after it began waiting fails with
+    /// [`Error::TimedOut`](crate::Error::TimedOut)
+    /// ([`TimeoutKind::ReadDeadline`](crate::TimeoutKind::ReadDeadline)),
+    /// however steadily bytes trickle in — the idle read timeout restarts
+    /// on every byte, so a peer dripping one byte every few milliseconds
+    /// (slowloris) would hold the connection for ever. nginx's
+    /// `client_header_timeout`. `Duration::MAX` means no deadline.
+    pub fn read_deadline(mut self, deadline: Duration) -> Self {
+        self.config_mut().read_deadline = Some(deadline);
         self
     }
 

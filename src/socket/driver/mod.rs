@@ -188,6 +188,9 @@ impl Driver {
         if bits & REQ_WRITE_CB != 0 {
             self.outcome.write_cb = true;
         }
+        if bits & super::conn::REQ_DEADLINE != 0 {
+            self.arm_deadline(core, id);
+        }
         #[cfg(feature = "tls")]
         if bits & super::conn::REQ_START_TLS != 0 {
             let upgrade = lock(&self.conn.cold().tls_upgrade).take();

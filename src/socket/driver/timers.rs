@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use super::super::conn::USER_PAUSED;
 use super::connect::{Phase, TOKEN_CONNECT};
 use super::Driver;
-use crate::event_loop::{Core, SourceId};
+use crate::event_loop::{Core, SourceId, TimerId};
 use crate::sync::lock;
 
 const TOKEN_READ: u64 = 1;
 const TOKEN_WRITE: u64 = 2;
 pub(super) const TOKEN_LINGER: u64 = 4;
+const TOKEN_DEADLINE: u64 = 5;
 
 /// One direction's idle timeout: it counts only while that direction waits
 /// (for bytes to read, or for queued output to go), and any progress
@@ -115,6 +116,8 @@ pub(super) struct Timing {
     /// The linger timer fired while output was still moving: re-arm it from
     /// this last progress.
     pub(super) pending_linger_rearm: Option<Instant>,
+    /// The timer of the read deadline in force.
+    deadline_timer: Option<TimerId>,
 }
 
 impl Timing {
@@ -123,6 +126,7 @@ impl Timing {
             read: IdleTimer::new(read, now),
             write: IdleTimer::new(write, now),
             pending_linger_rearm: None,
+            deadline_timer: None,
         }
     }
 }
@@ -169,11 +173,53 @@ impl Driver {
         self.timing = Some(timing);
     }
 
-    pub(super) fn on_timer_token(&mut self, core: &mut Core, _id: SourceId, token: u64) {
+    /// A read began waiting under a read deadline: a timer at it (the one
+    /// of an earlier read, if any, is cancelled).
+    pub(super) fn arm_deadline(&mut self, core: &mut Core, id: SourceId) {
+        let deadline = lock(&self.conn.input).deadline;
+        let timing = self.timing(core);
+        if let Some(timer) = timing.deadline_timer.take() {
+            core.cancel_timer(timer);
+        }
+        if let Some(deadline) = deadline {
+            let timer = core.add_timer(deadline, id, TOKEN_DEADLINE);
+            self.timing(core).deadline_timer = Some(timer);
+        }
+    }
+
+    /// The deadline timer fired: if the read it was for has not completed,
+    /// it fails (once), and `notify_cb` runs so a codec callback sees it.
+    fn deadline_expired(&mut self, core: &mut Core, id: SourceId, now: Instant) {
+        if let Some(timing) = self.timing.as_mut() {
+            timing.deadline_timer = None;
+        }
+        let (wakers, later) = {
+            let mut input = lock(&self.conn.input);
+            match input.deadline {
+                Some(deadline) if now >= deadline => {
+                    input.deadline_passed = true;
+                    (input.wakers.take(), false)
+                }
+                Some(_) => (Default::default(), true),
+                None => (Default::default(), false),
+            }
+        };
+        if later {
+            // A newer read's deadline.
+            return self.arm_deadline(core, id);
+        }
+        wakers.wake_all();
+        if self.callbacks.notify.is_some() {
+            self.outcome.notify = true;
+        }
+    }
+
+    pub(super) fn on_timer_token(&mut self, core: &mut Core, id: SourceId, token: u64) {
         let now = core.now();
         match token {
             TOKEN_CONNECT => self.connect_timed_out(),
             TOKEN_LINGER => self.linger_expired(core, now),
+            TOKEN_DEADLINE => self.deadline_expired(core, id, now),
             TOKEN_READ if self.timing.as_mut().is_some_and(|t| t.read.fire(now)) => {
                 self.outcome.read_timed_out = true;
                 let wakers = {
