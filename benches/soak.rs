@@ -343,7 +343,7 @@ async fn drive(
                         0..=5 => 1 + rng.below(512),
                         6..=8 => 512 + rng.below(8192),
                         _ => 8192 + rng.below(56 * 1024),
-                    } as u64;
+                    };
                     let slot = &slots[i];
                     let start = {
                         let mut streams = checks.streams.lock().unwrap();
