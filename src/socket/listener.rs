@@ -121,7 +121,9 @@ impl Acceptor {
     fn accept_all(&mut self, core: &mut Core, id: SourceId) {
         loop {
             match self.registration.source().accept() {
-                Ok((stream, peer)) => accepted(core, &self.shared, &self.setup, stream, peer),
+                Ok((stream, peer)) => {
+                    accepted(core, &self.shared, &self.setup, stream, peer);
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err)
                     if matches!(

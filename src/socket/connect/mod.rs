@@ -100,14 +100,15 @@ pub(crate) fn connect(handle: &LoopHandle, setup: Setup, target: Target) -> Resu
 }
 
 /// Hands a connection a server accepted to a new driver (on the loop
-/// thread).
+/// thread), and returns it: a handle made from it before the driver first
+/// runs keeps a connection without callbacks open (accept mode).
 pub(super) fn accepted(
     core: &mut Core,
     listener: &Arc<ListenerShared>,
     setup: &Setup,
     stream: NetStream,
     peer: Option<SocketAddr>,
-) {
+) -> Arc<Conn> {
     let identity = Identity {
         listener: Some(listener.clone()),
         ..Identity::default()
@@ -128,5 +129,6 @@ pub(super) fn accepted(
         peer,
         local,
     };
-    Driver::spawn(core, conn, setup.callbacks.clone(), start);
+    Driver::spawn(core, conn.clone(), setup.callbacks.clone(), start);
+    conn
 }
