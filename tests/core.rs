@@ -4,10 +4,10 @@
 
 mod common;
 
+use std::future::Future;
 use std::io::{ErrorKind, Write};
 use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex};
-use std::future::Future;
 use std::task::{Poll, Wake, Waker};
 use std::thread;
 
