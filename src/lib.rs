@@ -168,7 +168,7 @@ mod tcp;
 
 pub use buffer::{Buffer, Eol};
 pub use error::{Direction, Error, Limit, Result, TimeoutKind};
-pub use event_loop::{default_loop, EventLoop, JoinHandle, LoopHandle, Timer};
+pub use event_loop::{default_loop, time, EventLoop, JoinHandle, LoopHandle, Timer};
 pub use socket::{Event, Socket};
 pub use stream::{
     mode, AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, EvStream, LimitPolicy,
@@ -179,6 +179,33 @@ pub use tcp::{
     UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
 };
+
+/// Spawns `future` as a task on the [`default_loop`] and returns a handle
+/// to await its output: tokio's `tokio::spawn`, with the loop's thread as
+/// the runtime.
+///
+/// The task runs on the default loop's thread, so it pays no cross-thread
+/// wake-up for the connections it uses there (every connection made with
+/// [`AsyncIoStream::connect`]). **Dropping the [`JoinHandle`] detaches the
+/// task**: it runs to completion anyway, as with tokio;
+/// [`JoinHandle::abort`] cancels it. Never block inside the task (no
+/// `std::thread::sleep`, no blocking I/O, no `block_on`): that stops the
+/// loop and every connection on it.
+///
+/// # Examples
+///
+/// ```
+/// let task = evstream::spawn(async { 6 * 7 });
+/// assert_eq!(futures_lite::future::block_on(task)?, 42);
+/// # Ok::<(), evstream::Error>(())
+/// ```
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    default_loop().spawn(future)
+}
 
 /// The extension traits, for a glob import: `use evstream::prelude::*;`
 /// brings the stream-mode callbacks ([`StreamOptions`]), the codec callback
