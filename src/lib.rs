@@ -130,7 +130,7 @@
 //!     wait.recv().unwrap();
 //!     s.write_all(b"hello, blocking world").unwrap();
 //! });
-//! let mut stream = futures_lite::future::block_on(AsyncIoStream::connect(&addr))?;
+//! let mut stream = futures_lite::future::block_on(AsyncIoStream::connect(addr))?;
 //! let mut buf = [0u8; 16];
 //! // Nothing sent yet: WouldBlock, never Ok(0).
 //! assert_eq!(Read::read(&mut stream, &mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
@@ -148,7 +148,7 @@
 //! [`LoopHandle`]) ← the connection ([`Socket`], [`tcp_connect`],
 //! [`TcpServer`], [`TcpOptions`]) ← the streams ([`AsyncIoStream`],
 //! [`AsyncInputStream`], [`AsyncOutputStream`], [`Blocking`], and the
-//! IOStream-style reads such as [`AsyncIoStream::read_until`]) ← [`codec`]
+//! IOStream-style reads such as [`AsyncIoStream::read_until_delimiter`]) ← [`codec`]
 //! (framing over the input buffer), [`osc`] and [`peer`] (the Godot, Luna and
 //! TouchDesigner shapes). Errors are one [`Error`] enum; connection events
 //! are [`Event`]s.
@@ -176,8 +176,9 @@ pub use stream::{
 };
 pub use tcp::{
     tcp_connect, tcp_connect_addr, unix_connect, Owner, ServerOptions, TcpOptions, TcpServer,
-    UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
-    DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
+    ToSocketAddrs, UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_BUFFER_SIZE, DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK,
+    DEFAULT_WRITE_HIGH_WATERMARK,
 };
 
 /// Spawns `future` as a task on the [`default_loop`] and returns a handle

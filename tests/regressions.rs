@@ -442,10 +442,9 @@ fn framed_delivers_a_frame_longer_than_the_default_read_high_watermark() {
     let handle = lt.handle.clone();
     let (tx, rx) = channel();
     thread::spawn(move || {
-        let stream = futures_lite::future::block_on(AsyncIoStream::connect_with(
+        let stream = futures_lite::future::block_on(AsyncIoStream::connect_on(
             &handle,
-            "127.0.0.1",
-            addr.port(),
+            ("127.0.0.1", addr.port()),
             TcpOptions::new(),
         ))
         .expect("connect");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{block_on, recv};
 use evstream::time::{interval, sleep, sleep_until, timeout};
-use evstream::EventLoop;
+use evstream::{EventLoop, TcpOptions};
 
 #[test]
 fn spawn_runs_on_the_default_loop_and_its_handle_gives_the_output() {
@@ -156,4 +156,27 @@ fn waiting_on_a_loop_nobody_runs_is_logged() {
     assert!(!warnings.is_empty(), "no warning logged");
     // Once something runs the loop, the wait ends.
     assert_eq!(ev.block_on(task).unwrap().unwrap(), 3);
+}
+
+/// Item 7: a future polled inside a callback, on the loop's own thread,
+/// that would wait is reported: blocking there would stop the loop.
+#[test]
+fn waiting_inside_a_callback_is_logged() {
+    common::capture_logs();
+    let lt = common::LoopThread::start();
+    let (stream, _peer) = common::connect_stream(&lt.handle, TcpOptions::new());
+    let (tx, rx) = common::channel();
+    let mut stream = stream;
+    lt.handle.delay(Duration::ZERO, move || {
+        let mut buf = [0u8; 8];
+        let mut read = stream.read(&mut buf);
+        let pending = common::poll_once_by_hand(&mut read).is_pending();
+        tx.send(pending).unwrap();
+    });
+    assert!(
+        recv(&rx, "the callback's poll"),
+        "nothing was sent, so it waits"
+    );
+    let warnings = common::warnings_containing("from a callback running on that loop's own thread");
+    assert!(!warnings.is_empty(), "no warning logged");
 }

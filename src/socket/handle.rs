@@ -374,6 +374,26 @@ impl Socket {
         }
     }
 
+    /// Whether `TCP_NODELAY` is set on the connected socket (always true
+    /// over a Unix domain socket).
+    ///
+    /// # Errors
+    ///
+    /// As [`set_nodelay`](Socket::set_nodelay).
+    pub fn nodelay(&self) -> Result<bool> {
+        let stream = lock(&self.inner.conn.output).stream.clone();
+        match stream {
+            Some(stream) => stream.nodelay().map_err(Error::from),
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// Whether the connection is over a Unix domain socket (known once
+    /// connected).
+    pub(crate) fn is_unix(&self) -> bool {
+        self.inner.conn.identity.unix_paths.get().is_some()
+    }
+
     /// Whether the peer has sent FIN.
     pub fn is_eof(&self) -> bool {
         lock(&self.inner.conn.input).eof

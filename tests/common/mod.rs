@@ -219,13 +219,12 @@ pub fn block_on_within<F: std::future::Future>(future: F, limit: Duration) -> F:
 /// peer, which it returns too.
 pub fn connect_stream(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStream, TcpStream) {
     let (listener, addr) = std_listener();
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         handle,
-        "127.0.0.1",
-        addr.port(),
+        ("127.0.0.1", addr.port()),
         options,
     ))
-    .expect("connect_with");
+    .expect("connect_on");
     let peer = accept(&listener);
     (stream, peer)
 }
