@@ -171,8 +171,8 @@ pub use error::{Direction, Error, Limit, Result, TimeoutKind};
 pub use event_loop::{default_loop, time, EventLoop, JoinHandle, LoopHandle, Timer};
 pub use socket::{Event, Socket};
 pub use stream::{
-    mode, AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, EvStream, LimitPolicy,
-    ReuniteError, StreamOptions, StreamSocket,
+    mode, AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, EvStream, Incoming,
+    LimitPolicy, ReuniteError, StreamOptions, StreamSocket,
 };
 pub use tcp::{
     tcp_connect, tcp_connect_addr, unix_connect, Owner, ServerOptions, TcpOptions, TcpServer,
@@ -187,7 +187,8 @@ pub use tcp::{
 ///
 /// The task runs on the default loop's thread, so it pays no cross-thread
 /// wake-up for the connections it uses there (every connection made with
-/// [`AsyncIoStream::connect`]). **Dropping the [`JoinHandle`] detaches the
+/// [`AsyncIoStream::connect`] or accepted by a server from
+/// [`TcpServer::listen`]). **Dropping the [`JoinHandle`] detaches the
 /// task**: it runs to completion anyway, as with tokio;
 /// [`JoinHandle::abort`] cancels it. Never block inside the task (no
 /// `std::thread::sleep`, no blocking I/O, no `block_on`): that stops the

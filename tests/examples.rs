@@ -240,3 +240,12 @@ fn touchdesigner_osc_types_values_as_touchdesigner_documents() {
         b"TYPE\x17\xff\x0c\x34\x01\x00\x02\x00\x03\x00\x00\x00Hello\r\nWorld\r\n"
     );
 }
+
+#[path = "../examples/readme_async.rs"]
+mod readme_async;
+
+/// The README's async example: the client gets its bytes back.
+#[test]
+fn readme_async_example_echoes() {
+    assert_eq!(readme_async::echo_once().unwrap(), b"ping");
+}

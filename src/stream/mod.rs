@@ -22,11 +22,13 @@ mod blocking;
 mod connect;
 mod io;
 mod read;
+mod server;
 mod write;
 
 pub use blocking::{Blocking, StreamSocket};
 pub use connect::StreamOptions;
 pub use read::LimitPolicy;
+pub use server::Incoming;
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -1,9 +1,13 @@
 //! [`ToSocketAddrs`]: what `connect` and `listen` take, the way std takes
 //! addresses, without resolving names on the caller's thread.
 
+use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// Where to connect or listen, as the socket layer takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +168,20 @@ fn host_dest(host: &str, port: u16) -> Dest {
     Dest::Host(bare.to_string(), port)
 }
 
+impl Dest {
+    /// The addresses, if the destination names no host to resolve (an IP
+    /// address text counts as an address).
+    pub(crate) fn addrs(&self) -> Option<Vec<SocketAddr>> {
+        match self {
+            Dest::Addrs(addrs) => Some(addrs.clone()),
+            Dest::Host(host, port) => host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| vec![SocketAddr::new(ip, *port)]),
+        }
+    }
+}
+
 /// Splits `"host:port"` or `"[v6]:port"`.
 fn split_host_port(addr: &str) -> Result<(&str, u16)> {
     let invalid = || Error::InvalidInput(format!("{addr:?} is not host:port"));
@@ -179,6 +197,67 @@ fn split_host_port(addr: &str) -> Result<(&str, u16)> {
     Ok((host, port))
 }
 
+/// The addresses of `dest`: at once when it names addresses, else resolved
+/// on a short-lived thread of its own (for binding a server by name;
+/// connections use the socket layer's resolver pool). Never blocks the
+/// caller.
+pub(crate) async fn resolve_dest(dest: Dest) -> Result<Vec<SocketAddr>> {
+    if let Some(addrs) = dest.addrs() {
+        return Ok(addrs);
+    }
+    let Dest::Host(host, port) = dest else {
+        unreachable!("addresses are handled above")
+    };
+    resolve_off_thread(host, port).await
+}
+
+async fn resolve_off_thread(host: String, port: u16) -> Result<Vec<SocketAddr>> {
+    type Slot = (Option<Result<Vec<SocketAddr>>>, Option<Waker>);
+    let slot: Arc<Mutex<Slot>> = Arc::default();
+    let worker = slot.clone();
+    let name = host.clone();
+    std::thread::Builder::new()
+        .name("evstream-resolve-bind".into())
+        .spawn(move || {
+            let result = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
+                .map(Vec::from_iter)
+                .map_err(|err| Error::Resolve {
+                    host: name.clone(),
+                    reason: err.to_string(),
+                })
+                .and_then(|addrs| {
+                    if addrs.is_empty() {
+                        Err(Error::Resolve {
+                            host: name,
+                            reason: "no addresses".into(),
+                        })
+                    } else {
+                        Ok(addrs)
+                    }
+                });
+            let waker = {
+                let mut slot = lock(&worker);
+                slot.0 = Some(result);
+                slot.1.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        })
+        .map_err(Error::from)?;
+    poll_fn(|cx| {
+        let mut slot = lock(&slot);
+        match slot.0.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                slot.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,17 +271,19 @@ mod tests {
         assert_eq!(dest_of(&v4).unwrap(), addrs(&[v4]));
         assert_eq!(dest_of("127.0.0.1:80").unwrap(), host("127.0.0.1", 80));
         assert_eq!(dest_of("[::1]:8080").unwrap(), host("::1", 8080));
+        assert_eq!(dest_of("[::1]:8080").unwrap().addrs(), Some(vec![v6]));
         assert_eq!(
             dest_of(&String::from("[::1]:8080")).unwrap(),
             host("::1", 8080)
         );
-        assert_eq!(dest_of(&("127.0.0.1", 80)).unwrap(), host("127.0.0.1", 80));
-        assert_eq!(dest_of(&("::1", 8080)).unwrap(), host("::1", 8080));
+        assert_eq!(dest_of(&("127.0.0.1", 80)).unwrap().addrs(), Some(vec![v4]));
+        assert_eq!(dest_of(&("::1", 8080)).unwrap().addrs(), Some(vec![v6]));
         assert_eq!(dest_of(&(Ipv4Addr::LOCALHOST, 80)).unwrap(), addrs(&[v4]));
         assert_eq!(dest_of(&(v6.ip(), 8080)).unwrap(), addrs(&[v6]));
         assert_eq!(dest_of(&[v4, v6][..]).unwrap(), addrs(&[v4, v6]));
         assert_eq!(dest_of(&vec![v6]).unwrap(), addrs(&[v6]));
         assert_eq!(dest_of("localhost:80").unwrap(), host("localhost", 80));
+        assert_eq!(dest_of("localhost:80").unwrap().addrs(), None);
         assert_eq!(
             dest_of(&("example.test".to_string(), 1)).unwrap(),
             Dest::Host("example.test".into(), 1)

@@ -6,7 +6,7 @@ mod options;
 mod server;
 
 pub use addr::ToSocketAddrs;
-pub(crate) use addr::{dest_of, Dest};
+pub(crate) use addr::{dest_of, resolve_dest, Dest};
 
 pub use options::{
     TcpOptions, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
