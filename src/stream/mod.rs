@@ -23,6 +23,8 @@ mod connect;
 mod io;
 mod read;
 mod server;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 mod write;
 
 pub use blocking::{Blocking, StreamSocket};
