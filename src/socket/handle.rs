@@ -185,7 +185,14 @@ impl Socket {
     ///
     /// Cancel safe: it only waits; the bytes are sent either way.
     pub async fn sent(&self, offset: u64) -> Result<()> {
-        std::future::poll_fn(|cx| self.poll_sent(offset, cx.waker())).await
+        std::future::poll_fn(|cx| {
+            let poll = self.poll_sent(offset, cx.waker());
+            if poll.is_pending() {
+                self.loop_handle().note_wait();
+            }
+            poll
+        })
+        .await
     }
 
     /// Closes the connection gracefully: queued output is flushed, then FIN
@@ -422,7 +429,14 @@ impl Socket {
     ///
     /// Cancel safe: it only waits.
     pub async fn closed(&self) {
-        std::future::poll_fn(|cx| self.poll_released(cx.waker())).await
+        std::future::poll_fn(|cx| {
+            let poll = self.poll_released(cx.waker());
+            if poll.is_pending() {
+                self.loop_handle().note_wait();
+            }
+            poll
+        })
+        .await
     }
 
     /// Whether a read is waiting for bytes on this connection: an

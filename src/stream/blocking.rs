@@ -158,6 +158,8 @@ fn wait<T>(
         if socket.loop_handle().is_loop_thread() {
             return Err(Error::WouldDeadlock.into());
         }
+        // A loop nobody runs would never end this wait: say so.
+        socket.loop_handle().note_wait();
         match deadline {
             None => thread::park(),
             Some(deadline) => {
