@@ -50,6 +50,42 @@
 //! stays buffered, and it is called again on the next turn while it keeps
 //! taking bytes, so a reader that takes a little at a time never stalls.
 //!
+//! **The async shape.** The same connections, the way tokio users write
+//! them: [`TcpServer::listen`] on the [`default_loop`], `accept().await` in
+//! a loop, a task per connection with [`spawn`]; streams whose `read`,
+//! `write_all`, `flush` and `close` are inherent async methods (so they
+//! mean the futures calls even when `std::io::{Read, Write}` are in scope);
+//! timers as futures ([`time`]).
+//!
+//! ```
+//! use evstream::{AsyncIoStream, TcpServer};
+//!
+//! futures_lite::future::block_on(async {
+//!     let server = TcpServer::listen("127.0.0.1:0").await?;
+//!     let addr = server.local_addr();
+//!     evstream::spawn(async move {
+//!         while let Ok((mut stream, _peer)) = server.accept().await {
+//!             evstream::spawn(async move {
+//!                 let mut buf = [0u8; 4096];
+//!                 while let Ok(n @ 1..) = stream.read(&mut buf).await {
+//!                     if stream.write_all(&buf[..n]).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!             });
+//!         }
+//!     });
+//!     let mut client = AsyncIoStream::connect(addr).await?;
+//!     client.write_all(b"ping").await?;
+//!     client.close().await?; // flush + FIN
+//!     let mut echo = Vec::new();
+//!     client.read_to_end(&mut echo).await?;
+//!     assert_eq!(echo, b"ping");
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! **Reading never blocks** through `std::io::Read`: it returns buffered
 //! bytes, `Err(WouldBlock)` when none are buffered and the connection is
 //! open, and `Ok(0)` only at the end, after every byte — "no data yet" never
@@ -68,6 +104,29 @@
 //! connection. Blocking calls on the loop thread fail with
 //! [`Error::WouldDeadlock`] rather than stop the loop.
 //!
+//! **Never block in a callback** (or in a task on a loop): callbacks,
+//! timers and tasks run on the loop's thread, and while one of them blocks
+//! — `std::thread::sleep`, blocking I/O, a `block_on` of any executor —
+//! the loop stops: no byte is read or written, no timer fires, on any of
+//! its connections. If the blocking call waits for something the loop must
+//! deliver (a read, a flush, a connect), it waits for ever. What evstream
+//! does about it:
+//!
+//! * its own blocking calls ([`Blocking`], the [`peer::StreamPeer`] calls
+//!   that wait) fail on the loop thread with [`Error::WouldDeadlock`]
+//!   instead of waiting;
+//! * a future of evstream's that has to wait while polled inside a
+//!   callback on the loop's thread (which is what a foreign `block_on`
+//!   there does) logs a warning, once per loop, saying so — the hang
+//!   itself cannot be undone;
+//! * a future that waits on a loop that no thread runs (an [`EventLoop`]
+//!   neither run, nor driven by `block_on`/`run_once`, nor
+//!   [spawned](EventLoop::spawn)) logs a warning, once per loop; it
+//!   completes as soon as something runs the loop
+//!   ([`LoopHandle::is_running`] tells).
+//!
+//! Hand long work to another thread, or make it a task and `.await`.
+//!
 //! **Bounded memory.** At the read high watermark the loop stops reading
 //! (TCP flow control pushes back on the sender) until the application has
 //! drained half of it; the output buffer refuses to grow past
@@ -78,7 +137,8 @@
 //! can produce an event — cl-async's `with-event-loop`. [`EventLoop::spawn`]
 //! runs a loop on a background thread, [`EventLoop::block_on`] drives a
 //! future on the loop thread itself, and [`default_loop`] is the loop behind
-//! [`AsyncIoStream::connect`].
+//! [`AsyncIoStream::connect`], [`TcpServer::listen`], [`spawn`] and
+//! [`time`].
 //!
 //! # Examples
 //!

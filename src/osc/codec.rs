@@ -38,7 +38,7 @@ enum Framer {
 /// TCP in either [`OscFraming`].
 ///
 /// Use it with [`Framed`](crate::codec::Framed) for a `Stream`/`Sink` of
-/// packets, or with [`TcpOptions::on_frame`](crate::TcpOptions::on_frame)
+/// packets, or with [`FrameOptions::on_frame`](crate::codec::FrameOptions::on_frame)
 /// for a callback per packet. Each frame is taken with
 /// [`LengthDelimitedCodec::osc_1_0`] or [`SlipCodec`] and then decoded
 /// with [`decode_bytes`](super::decode_bytes), so blobs share the received

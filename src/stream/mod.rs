@@ -97,7 +97,8 @@ use mode::{Duplex, Mode, ReadOnly, WriteOnly};
 /// Over the connection's buffers it implements, for the directions its
 /// mode allows:
 ///
-/// * `std::io::Read` and `Write`, **non-blocking**: `read` returns buffered
+/// * `std::io::Read` and `Write`, **non-blocking** (called through the
+///   traits, e.g. `Read::read(&mut stream, buf)`): `read` returns buffered
 ///   bytes, `Err(WouldBlock)` when none are buffered and the connection is
 ///   open, and `Ok(0)` only at the end once every byte was read; `write`
 ///   accepts what fits under the write high watermark; `flush` returns
@@ -108,8 +109,18 @@ use mode::{Duplex, Mode, ReadOnly, WriteOnly};
 ///   `poll_flush` = output handed to the kernel; `poll_close` = flush then
 ///   shut down the write side). They never return `WouldBlock` or
 ///   `Interrupted`.
-/// * IOStream-style reads (turbo.lua, Tornado): [`read_until`](EvStream::read_until),
-///   [`read_bytes`](EvStream::read_bytes), [`read_until_close`](EvStream::read_until_close)…
+/// * The common async calls as **inherent methods** — [`read`](EvStream::read),
+///   [`read_exact`](EvStream::read_exact), [`read_to_end`](EvStream::read_to_end),
+///   [`write_all`](EvStream::write_all), [`flush`](EvStream::flush),
+///   [`close`](EvStream::close)… — so `stream.read(&mut buf).await` means
+///   the futures call even when `std::io::Read` is in scope too (inherent
+///   methods win over trait methods). The std calls stay reachable as
+///   `Read::read(&mut stream, buf)`, [`try_read`](EvStream::try_read), or
+///   through [`blocking()`](EvStream::blocking).
+/// * IOStream-style reads (turbo.lua, Tornado): [`read_until_delimiter`](EvStream::read_until_delimiter),
+///   [`read_bytes`](EvStream::read_bytes), [`read_until_close`](EvStream::read_until_close)…,
+///   and typed reads ([`read_u32`](EvStream::read_u32), big-endian as in
+///   tokio, and [`read_u32_le`](EvStream::read_u32_le)…).
 ///
 /// # Who may do what
 ///
