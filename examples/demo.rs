@@ -225,7 +225,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let lines_to_send = 20_000;
     let port = shouter.local_addr().port();
-    let connect = AsyncIoStream::connect_with(&handle, "127.0.0.1", port, TcpOptions::new());
+    let connect = AsyncIoStream::connect_on(&handle, ("127.0.0.1", port), TcpOptions::new());
     let stream = ev.block_on(connect)??;
     let (input, output) = stream.into_split();
     // The write half on a plain thread, with blocking std Write.

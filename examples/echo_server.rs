@@ -27,7 +27,7 @@ fn echo_ready(stream: &mut AsyncIoStream) {
     loop {
         // Only take as much as the output will accept right now, so nothing
         // read is ever dropped: peek, write, then consume what was written.
-        let ready = stream.peek(&mut block);
+        let ready = stream.peek_buffered(&mut block);
         if ready == 0 {
             return;
         }

@@ -76,8 +76,8 @@ pub struct Summary {
 
 /// Writes a message (`put_data` never waits here: it is a few bytes).
 fn put_message(peer: &mut impl StreamPeer, message: &Message) -> Result<(), Error> {
-    peer.put_u32(message.id, ORDER)?;
-    peer.put_f32(message.x, ORDER)?;
+    peer.put_u32_with(message.id, ORDER)?;
+    peer.put_f32_with(message.x, ORDER)?;
     peer.put_utf8_string(&message.name)
 }
 
@@ -98,9 +98,9 @@ impl MessageReader {
                 return Ok(None); // not all here yet: try next frame
             }
             // The whole header is buffered, so these getters do not wait.
-            let id = peer.get_u32(ORDER)?;
-            let x = peer.get_f32(ORDER)?;
-            let len = peer.get_u32(ByteOrder::Little)? as usize; // Godot's string length
+            let id = peer.get_u32_with(ORDER)?;
+            let x = peer.get_f32_with(ORDER)?;
+            let len = peer.get_u32_with(ByteOrder::Little)? as usize; // Godot's string length
             if len > MAX_NAME {
                 return Err(Error::InvalidData(format!("name of {len} bytes")));
             }

@@ -27,7 +27,6 @@ use evstream::{
     TlsClientOptions, TlsServerOptions,
 };
 use futures_lite::future;
-use futures_lite::io::AsyncWriteExt;
 
 /// The longest response head (status line and headers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -61,7 +60,7 @@ pub async fn get(
     );
     stream.write_all(request.as_bytes()).await?;
 
-    let head = stream.read_until(b"\r\n\r\n", MAX_HEAD).await?;
+    let head = stream.read_until_delimiter(b"\r\n\r\n", MAX_HEAD).await?;
     let text = String::from_utf8_lossy(&head);
     let status_line = text.lines().next().unwrap_or_default().to_string();
     let header = |name: &str| {
@@ -78,7 +77,7 @@ pub async fn get(
     let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     if chunked {
         loop {
-            let line = stream.read_until(b"\r\n", 1024).await?;
+            let line = stream.read_until_delimiter(b"\r\n", 1024).await?;
             let size = std::str::from_utf8(&line)
                 .ok()
                 .and_then(|line| line.trim_end().split(';').next())
@@ -86,7 +85,7 @@ pub async fn get(
                 .ok_or_else(|| invalid("chunk size"))?;
             if size == 0 {
                 // Trailers, up to the empty line.
-                while &stream.read_until(b"\r\n", MAX_HEAD).await?[..] != b"\r\n" {}
+                while &stream.read_until_delimiter(b"\r\n", MAX_HEAD).await?[..] != b"\r\n" {}
                 break;
             }
             stream
@@ -110,7 +109,7 @@ pub async fn get(
     }
     let tls = stream.socket().tls_info().unwrap_or_default();
     // The response is complete: close (close_notify, then FIN).
-    stream.close();
+    stream.close_connection();
     Ok(Response {
         status_line,
         head,
@@ -176,8 +175,8 @@ impl Drop for LocalServer {
 
 /// Answers one GET on `stream`, then closes it.
 async fn answer(mut stream: AsyncIoStream, body: Bytes) {
-    let Ok(request) = stream.read_until(b"\r\n\r\n", MAX_HEAD).await else {
-        return stream.close();
+    let Ok(request) = stream.read_until_delimiter(b"\r\n\r\n", MAX_HEAD).await else {
+        return stream.close_connection();
     };
     let request = String::from_utf8_lossy(&request);
     let mut words = request.split_whitespace();
@@ -210,7 +209,7 @@ async fn answer(mut stream: AsyncIoStream, body: Bytes) {
     };
     let _ = stream.write_all_bytes(reply).await;
     // Flush, close_notify, FIN, release.
-    stream.close();
+    stream.close_connection();
 }
 
 /// Splits `https://host[:port][/path]` into host, port and path.

@@ -50,6 +50,42 @@
 //! stays buffered, and it is called again on the next turn while it keeps
 //! taking bytes, so a reader that takes a little at a time never stalls.
 //!
+//! **The async shape.** The same connections, the way tokio users write
+//! them: [`TcpServer::listen`] on the [`default_loop`], `accept().await` in
+//! a loop, a task per connection with [`spawn`]; streams whose `read`,
+//! `write_all`, `flush` and `close` are inherent async methods (so they
+//! mean the futures calls even when `std::io::{Read, Write}` are in scope);
+//! timers as futures ([`time`]).
+//!
+//! ```
+//! use evstream::{AsyncIoStream, TcpServer};
+//!
+//! futures_lite::future::block_on(async {
+//!     let server = TcpServer::listen("127.0.0.1:0").await?;
+//!     let addr = server.local_addr();
+//!     evstream::spawn(async move {
+//!         while let Ok((mut stream, _peer)) = server.accept().await {
+//!             evstream::spawn(async move {
+//!                 let mut buf = [0u8; 4096];
+//!                 while let Ok(n @ 1..) = stream.read(&mut buf).await {
+//!                     if stream.write_all(&buf[..n]).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!             });
+//!         }
+//!     });
+//!     let mut client = AsyncIoStream::connect(addr).await?;
+//!     client.write_all(b"ping").await?;
+//!     client.close().await?; // flush + FIN
+//!     let mut echo = Vec::new();
+//!     client.read_to_end(&mut echo).await?;
+//!     assert_eq!(echo, b"ping");
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! **Reading never blocks** through `std::io::Read`: it returns buffered
 //! bytes, `Err(WouldBlock)` when none are buffered and the connection is
 //! open, and `Ok(0)` only at the end, after every byte — "no data yet" never
@@ -68,6 +104,29 @@
 //! connection. Blocking calls on the loop thread fail with
 //! [`Error::WouldDeadlock`] rather than stop the loop.
 //!
+//! **Never block in a callback** (or in a task on a loop): callbacks,
+//! timers and tasks run on the loop's thread, and while one of them blocks
+//! — `std::thread::sleep`, blocking I/O, a `block_on` of any executor —
+//! the loop stops: no byte is read or written, no timer fires, on any of
+//! its connections. If the blocking call waits for something the loop must
+//! deliver (a read, a flush, a connect), it waits for ever. What evstream
+//! does about it:
+//!
+//! * its own blocking calls ([`Blocking`], the [`peer::StreamPeer`] calls
+//!   that wait) fail on the loop thread with [`Error::WouldDeadlock`]
+//!   instead of waiting;
+//! * a future of evstream's that has to wait while polled inside a
+//!   callback on the loop's thread (which is what a foreign `block_on`
+//!   there does) logs a warning, once per loop, saying so — the hang
+//!   itself cannot be undone;
+//! * a future that waits on a loop that no thread runs (an [`EventLoop`]
+//!   neither run, nor driven by `block_on`/`run_once`, nor
+//!   [spawned](EventLoop::spawn)) logs a warning, once per loop; it
+//!   completes as soon as something runs the loop
+//!   ([`LoopHandle::is_running`] tells).
+//!
+//! Hand long work to another thread, or make it a task and `.await`.
+//!
 //! **Bounded memory.** At the read high watermark the loop stops reading
 //! (TCP flow control pushes back on the sender) until the application has
 //! drained half of it; the output buffer refuses to grow past
@@ -78,7 +137,8 @@
 //! can produce an event — cl-async's `with-event-loop`. [`EventLoop::spawn`]
 //! runs a loop on a background thread, [`EventLoop::block_on`] drives a
 //! future on the loop thread itself, and [`default_loop`] is the loop behind
-//! [`AsyncIoStream::connect`].
+//! [`AsyncIoStream::connect`], [`TcpServer::listen`], [`spawn`] and
+//! [`time`].
 //!
 //! # Examples
 //!
@@ -130,7 +190,7 @@
 //!     wait.recv().unwrap();
 //!     s.write_all(b"hello, blocking world").unwrap();
 //! });
-//! let mut stream = futures_lite::future::block_on(AsyncIoStream::connect(&addr))?;
+//! let mut stream = futures_lite::future::block_on(AsyncIoStream::connect(addr))?;
 //! let mut buf = [0u8; 16];
 //! // Nothing sent yet: WouldBlock, never Ok(0).
 //! assert_eq!(Read::read(&mut stream, &mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
@@ -148,7 +208,7 @@
 //! [`LoopHandle`]) ← the connection ([`Socket`], [`tcp_connect`],
 //! [`TcpServer`], [`TcpOptions`]) ← the streams ([`AsyncIoStream`],
 //! [`AsyncInputStream`], [`AsyncOutputStream`], [`Blocking`], and the
-//! IOStream-style reads such as [`AsyncIoStream::read_until`]) ← [`codec`]
+//! IOStream-style reads such as [`AsyncIoStream::read_until_delimiter`]) ← [`codec`]
 //! (framing over the input buffer), [`osc`] and [`peer`] (the Godot, Luna and
 //! TouchDesigner shapes). Errors are one [`Error`] enum; connection events
 //! are [`Event`]s.
@@ -170,17 +230,46 @@ pub mod tls;
 
 pub use buffer::{Buffer, Eol};
 pub use error::{Direction, Error, Limit, Result, TimeoutKind, TlsErrorKind};
-pub use event_loop::{default_loop, EventLoop, JoinHandle, LoopHandle, Timer};
+pub use event_loop::{default_loop, time, EventLoop, JoinHandle, LoopHandle, Timer};
 pub use socket::{Event, Socket};
 pub use stream::{
-    mode, AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, EvStream, LimitPolicy,
-    ReuniteError, StreamOptions, StreamSocket,
+    mode, AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, EvStream, Incoming,
+    LimitPolicy, ReuniteError, StreamOptions, StreamSocket,
 };
 pub use tcp::{
     tcp_connect, tcp_connect_addr, unix_connect, Owner, ServerOptions, TcpOptions, TcpServer,
-    UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
-    DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,
+    ToSocketAddrs, UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_BUFFER_SIZE, DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK,
+    DEFAULT_WRITE_HIGH_WATERMARK,
 };
+
+/// Spawns `future` as a task on the [`default_loop`] and returns a handle
+/// to await its output: tokio's `tokio::spawn`, with the loop's thread as
+/// the runtime.
+///
+/// The task runs on the default loop's thread, so it pays no cross-thread
+/// wake-up for the connections it uses there (every connection made with
+/// [`AsyncIoStream::connect`] or accepted by a server from
+/// [`TcpServer::listen`]). **Dropping the [`JoinHandle`] detaches the
+/// task**: it runs to completion anyway, as with tokio;
+/// [`JoinHandle::abort`] cancels it. Never block inside the task (no
+/// `std::thread::sleep`, no blocking I/O, no `block_on`): that stops the
+/// loop and every connection on it.
+///
+/// # Examples
+///
+/// ```
+/// let task = evstream::spawn(async { 6 * 7 });
+/// assert_eq!(futures_lite::future::block_on(task)?, 42);
+/// # Ok::<(), evstream::Error>(())
+/// ```
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    default_loop().spawn(future)
+}
 
 /// The extension traits, for a glob import: `use evstream::prelude::*;`
 /// brings the stream-mode callbacks ([`StreamOptions`]), the codec callback

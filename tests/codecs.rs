@@ -108,7 +108,7 @@ impl Witness {
 
 impl Drop for Witness {
     fn drop(&mut self) {
-        self.framed.get_ref().close();
+        self.framed.get_ref().close_connection();
         if let Some(peer) = self.peer.take() {
             if !thread::panicking() {
                 peer.join().unwrap();

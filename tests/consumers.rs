@@ -63,13 +63,12 @@ fn bounded<T: Send + 'static>(what: &str, consumer: impl FnOnce() -> T + Send + 
 /// Connects a stream-mode stream on `handle`'s loop to a std peer.
 fn connect(handle: &LoopHandle) -> (AsyncIoStream, TcpStream) {
     let (listener, addr) = common::std_listener();
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         handle,
-        "127.0.0.1",
-        addr.port(),
+        ("127.0.0.1", addr.port()),
         TcpOptions::new().stream(true),
     ))
-    .expect("connect_with");
+    .expect("connect_on");
     let peer = common::accept(&listener);
     (stream, peer)
 }

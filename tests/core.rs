@@ -120,7 +120,7 @@ fn read_until_is_bounded_by_max_buffer_size() {
             }
         }
     });
-    let err = block_on(stream.read_until(b"\n", usize::MAX)).expect_err("no delimiter");
+    let err = block_on(stream.read_until_delimiter(b"\n", usize::MAX)).expect_err("no delimiter");
     assert!(
         matches!(
             err,
@@ -183,7 +183,7 @@ fn bytes_seen_by_a_pending_read_stay_counted() {
     let socket = stream.socket().clone();
     let (waker, woken) = common::channel_waker();
     let mut cx = std::task::Context::from_waker(&waker);
-    let mut read = std::pin::pin!(stream.read_until(b"\n", 64 * KIB));
+    let mut read = std::pin::pin!(stream.read_until_delimiter(b"\n", 64 * KIB));
     loop {
         assert!(read.as_mut().poll(&mut cx).is_pending());
         assert!(socket.reading());
@@ -240,7 +240,7 @@ fn a_codec_hands_over_to_read_until_without_losing_a_line() {
     }
     let mut stream = framed.into_inner();
     for i in 10_000..20_000 {
-        let line = block_on(stream.read_until(b"\n", 64)).unwrap();
+        let line = block_on(stream.read_until_delimiter(b"\n", 64)).unwrap();
         assert_eq!(line, format!("line {i}\n").as_bytes());
     }
     drop(writer.join().unwrap());
@@ -310,7 +310,7 @@ fn a_panicking_waker_does_not_stop_the_loop() {
     // Another connection on the same loop still works afterwards.
     let (mut other, mut other_peer) = common::connect_stream(&lt.handle, TcpOptions::new());
     other_peer.write_all(b"still here\n").unwrap();
-    let line = block_on(other.read_until(b"\n", 64)).expect("the loop goes on");
+    let line = block_on(other.read_until_delimiter(b"\n", 64)).expect("the loop goes on");
     assert_eq!(&line[..], b"still here\n");
     let got = block_on(reader.read_bytes(4)).expect("the woken reader's bytes");
     assert_eq!(&got[..], b"boom");
@@ -334,10 +334,9 @@ fn a_stopped_loop_fails_pending_and_later_operations() {
     assert!(handle.is_stopped());
     assert!(matches!(socket.write(b"late"), Err(Error::LoopStopped)));
     let (_listener, addr) = std_listener();
-    let later = block_on(AsyncIoStream::connect_with(
+    let later = block_on(AsyncIoStream::connect_on(
         &handle,
-        "127.0.0.1",
-        addr.port(),
+        ("127.0.0.1", addr.port()),
         TcpOptions::new(),
     ));
     assert!(matches!(later, Err(Error::LoopStopped)), "{later:?}");
@@ -408,5 +407,8 @@ fn a_panicking_callback_fails_only_its_connection() {
     common::wait_event(&events, "Closed", |event| matches!(event, Event::Closed));
     let (mut other, mut other_peer) = common::connect_stream(&lt.handle, TcpOptions::new());
     other_peer.write_all(b"ok\n").unwrap();
-    assert_eq!(&block_on(other.read_until(b"\n", 8)).unwrap()[..], b"ok\n");
+    assert_eq!(
+        &block_on(other.read_until_delimiter(b"\n", 8)).unwrap()[..],
+        b"ok\n"
+    );
 }

@@ -49,7 +49,7 @@ fn a_dripping_peer_meets_the_read_deadline_of_a_read() {
     let stop = Arc::new(AtomicBool::new(false));
     let dripper = drip(peer, stop.clone());
     let started = Instant::now();
-    let err = block_on(stream.read_until(b"\n", 1 << 20)).expect_err("never a newline");
+    let err = block_on(stream.read_until_delimiter(b"\n", 1 << 20)).expect_err("never a newline");
     assert!(is_deadline(&err), "{err}");
     assert!(started.elapsed() >= DEADLINE, "not before the deadline");
     assert_eq!(
@@ -74,7 +74,7 @@ fn reads_within_the_deadline_complete() {
     for i in 0..3 {
         let line = format!("line {i}\n");
         peer.write_all(line.as_bytes()).unwrap();
-        let got = block_on(stream.read_until(b"\n", 64)).unwrap();
+        let got = block_on(stream.read_until_delimiter(b"\n", 64)).unwrap();
         assert_eq!(got, line.as_bytes());
     }
     // Well past the first deadline, with no read waiting: nothing fails.
@@ -84,7 +84,7 @@ fn reads_within_the_deadline_complete() {
     });
     recv(&rx, "a later turn");
     peer.write_all(b"late line\n").unwrap();
-    let got = block_on(stream.read_until(b"\n", 64)).unwrap();
+    let got = block_on(stream.read_until_delimiter(b"\n", 64)).unwrap();
     assert_eq!(&got[..], b"late line\n");
 }
 

@@ -315,3 +315,12 @@ fn https_get_refuses_an_untrusted_server_and_parses_urls() {
     assert_eq!(parse("http://example.com/"), None);
     assert_eq!(parse("https://:443/"), None);
 }
+
+#[path = "../examples/readme_async.rs"]
+mod readme_async;
+
+/// The README's async example: the client gets its bytes back.
+#[test]
+fn readme_async_example_echoes() {
+    assert_eq!(readme_async::echo_once().unwrap(), b"ping");
+}

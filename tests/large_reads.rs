@@ -21,7 +21,7 @@ use std::time::Duration;
 use common::{assert_same, block_on, LoopThread};
 use evstream::{AsyncIoStream, TcpOptions};
 use futures_lite::future::poll_once;
-use futures_lite::io::{AsyncBufReadExt, AsyncReadExt};
+use futures_lite::io::AsyncBufReadExt;
 
 /// Reads once into `buf`, with the read already waiting when `peer` writes
 /// `data`: the read is there for the readable edge the bytes raise.
@@ -80,7 +80,7 @@ fn bytes_a_large_read_left_reach_read_until() {
 
     let mut first = vec![0u8; 64 * 1024];
     let n = read_while_peer_writes(&mut stream, &mut peer, &data, &mut first);
-    let line = block_on(stream.read_until(b"\n", 1 << 20)).expect("read_until");
+    let line = block_on(stream.read_until_delimiter(b"\n", 1 << 20)).expect("read_until");
     let mut got = first[..n].to_vec();
     got.extend_from_slice(&line);
     assert_same("line across two readers", &got, &data[..data.len() - 4]);

@@ -76,10 +76,9 @@ fn round_trip(what: &str, options: TcpOptions) {
         }
         s.shutdown(Shutdown::Write).unwrap();
     });
-    let mut stream = block_on(AsyncIoStream::connect_with(
+    let mut stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        addr.port(),
+        ("127.0.0.1", addr.port()),
         options,
     ))
     .unwrap_or_else(|err| panic!("{what}: connect: {err}"));
@@ -191,7 +190,10 @@ fn duration_max_never_overflows_at_runtime() {
         let _ = tx.send(());
     });
     peer.write_all(b"ok\n").unwrap();
-    assert_eq!(&block_on(stream.read_until(b"\n", 8)).unwrap()[..], b"ok\n");
+    assert_eq!(
+        &block_on(stream.read_until_delimiter(b"\n", 8)).unwrap()[..],
+        b"ok\n"
+    );
     assert!(rx.try_recv().is_err(), "a Duration::MAX delay never fires");
     // The blocking adaptor with Duration::MAX waits normally.
     let mut blocking = stream.blocking();

@@ -829,10 +829,9 @@ fn evstream_to_python(framing: OscFraming) {
     assert_eq!(hello.field("mode").str(), mode(framing));
     let port = u16::try_from(hello.field("port").int()).expect("a port");
 
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        port,
+        ("127.0.0.1", port),
         TcpOptions::new(),
     ))
     .expect("connect to python-osc");
@@ -954,10 +953,9 @@ fn python_osc_reads_evstream_bundle_time_tags_as_the_same_instant() {
             let lt = LoopThread::start();
             let python = PyPeer::spawn(&["server", "--mode", "1.0", "--count", "2"]);
             let port = u16::try_from(python.next("the port").field("port").int()).unwrap();
-            let stream = block_on(AsyncIoStream::connect_with(
+            let stream = block_on(AsyncIoStream::connect_on(
                 &lt.handle,
-                "127.0.0.1",
-                port,
+                ("127.0.0.1", port),
                 TcpOptions::new(),
             ))
             .unwrap();

@@ -113,10 +113,9 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// An evstream stream connected to a std peer the test controls.
 fn stream_pair(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStream, TcpStream) {
     let (listener, addr) = common::std_listener();
-    let stream = futures_lite::future::block_on(AsyncIoStream::connect_with(
+    let stream = futures_lite::future::block_on(AsyncIoStream::connect_on(
         handle,
-        "127.0.0.1",
-        addr.port(),
+        ("127.0.0.1", addr.port()),
         options,
     ))
     .expect("connect to the std peer");
@@ -301,8 +300,8 @@ fn get_data_short_at_eof_reports_how_many_arrived() {
         assert_unexpected_eof(stream.get_data(&mut [0u8; 1]), 1, 0);
         assert_unexpected_eof(stream.get_partial_data(&mut [0u8; 4]), 4, 0);
         // Typed getters report the end too (Godot's return 0).
-        assert_unexpected_eof(stream.get_u16(ByteOrder::Little), 2, 0);
-        assert_unexpected_eof(stream.get_f64(ByteOrder::Big), 8, 0);
+        assert_unexpected_eof(stream.get_u16_with(ByteOrder::Little), 2, 0);
+        assert_unexpected_eof(stream.get_f64_with(ByteOrder::Big), 8, 0);
     });
 }
 
@@ -392,7 +391,7 @@ fn put_partial_data_returns_what_the_write_watermark_accepts() {
         stream
             .put_data(&tail)
             .expect("put_data once the peer reads");
-        stream.close();
+        stream.close_connection();
         let got = reader.join().expect("reader");
         assert_eq!(got.len(), accepted + tail.len(), "bytes lost or invented");
         assert!(
@@ -439,17 +438,17 @@ fn typed_values_match_std_byte_orders_both_ways() {
             }
 
             // evstream -> std
-            stream.put_u8(0xfe, order).unwrap();
-            stream.put_i8(-2, order).unwrap();
-            stream.put_u16(0xbeef, order).unwrap();
-            stream.put_i16(-12345, order).unwrap();
-            stream.put_u32(0xdead_beef, order).unwrap();
-            stream.put_i32(-123_456_789, order).unwrap();
-            stream.put_u64(0x0123_4567_89ab_cdef, order).unwrap();
-            stream.put_i64(i64::MIN + 7, order).unwrap();
-            stream.put_f32(-0.156_25, order).unwrap();
-            stream.put_f64(std::f64::consts::PI, order).unwrap();
-            stream.put_f16_bits(half, order).unwrap();
+            stream.put_u8_with(0xfe, order).unwrap();
+            stream.put_i8_with(-2, order).unwrap();
+            stream.put_u16_with(0xbeef, order).unwrap();
+            stream.put_i16_with(-12345, order).unwrap();
+            stream.put_u32_with(0xdead_beef, order).unwrap();
+            stream.put_i32_with(-123_456_789, order).unwrap();
+            stream.put_u64_with(0x0123_4567_89ab_cdef, order).unwrap();
+            stream.put_i64_with(i64::MIN + 7, order).unwrap();
+            stream.put_f32_with(-0.156_25, order).unwrap();
+            stream.put_f64_with(std::f64::consts::PI, order).unwrap();
+            stream.put_f16_bits_with(half, order).unwrap();
             let wire = read_exact(&mut std_peer, 1 + 1 + 2 + 2 + 4 + 4 + 8 + 8 + 4 + 8 + 2);
             let mut at = 0;
             let mut take = |n: usize| {
@@ -482,28 +481,31 @@ fn typed_values_match_std_byte_orders_both_ways() {
             out.extend(encode_std!(-1.0e300f64));
             out.extend(encode_std!(0x3c00u16));
             std_peer.write_all(&out).unwrap();
-            assert_eq!(stream.get_u8(order).unwrap(), 0x81);
-            assert_eq!(stream.get_i8(order).unwrap(), -128);
-            assert_eq!(stream.get_u16(order).unwrap(), 0x1234);
-            assert_eq!(stream.get_i16(order).unwrap(), i16::MIN);
-            assert_eq!(stream.get_u32(order).unwrap(), 0x8000_0001);
-            assert_eq!(stream.get_i32(order).unwrap(), -2);
-            assert_eq!(stream.get_u64(order).unwrap(), u64::MAX - 1);
-            assert_eq!(stream.get_i64(order).unwrap(), -3);
-            assert_eq!(stream.get_f32(order).unwrap(), 1.0e-3);
-            assert_eq!(stream.get_f64(order).unwrap(), -1.0e300);
-            assert_eq!(f16_bits_to_f32(stream.get_f16_bits(order).unwrap()), 1.0);
+            assert_eq!(stream.get_u8_with(order).unwrap(), 0x81);
+            assert_eq!(stream.get_i8_with(order).unwrap(), -128);
+            assert_eq!(stream.get_u16_with(order).unwrap(), 0x1234);
+            assert_eq!(stream.get_i16_with(order).unwrap(), i16::MIN);
+            assert_eq!(stream.get_u32_with(order).unwrap(), 0x8000_0001);
+            assert_eq!(stream.get_i32_with(order).unwrap(), -2);
+            assert_eq!(stream.get_u64_with(order).unwrap(), u64::MAX - 1);
+            assert_eq!(stream.get_i64_with(order).unwrap(), -3);
+            assert_eq!(stream.get_f32_with(order).unwrap(), 1.0e-3);
+            assert_eq!(stream.get_f64_with(order).unwrap(), -1.0e300);
+            assert_eq!(
+                f16_bits_to_f32(stream.get_f16_bits_with(order).unwrap()),
+                1.0
+            );
         }
 
         // The getters report the end (Godot's return 0 and cannot say).
         std_peer.write_all(&[1, 2]).unwrap();
         std_peer.shutdown(Shutdown::Write).unwrap();
-        assert_unexpected_eof(stream.get_u32(ByteOrder::Big), 4, 2);
-        assert_eq!(stream.get_u16(ByteOrder::Big).unwrap(), 0x0102);
-        assert_unexpected_eof(stream.get_u8(ByteOrder::Little), 1, 0);
-        assert_unexpected_eof(stream.get_i64(ByteOrder::Little), 8, 0);
-        assert_unexpected_eof(stream.get_f32(ByteOrder::Little), 4, 0);
-        assert_unexpected_eof(stream.get_f16_bits(ByteOrder::Little), 2, 0);
+        assert_unexpected_eof(stream.get_u32_with(ByteOrder::Big), 4, 2);
+        assert_eq!(stream.get_u16_with(ByteOrder::Big).unwrap(), 0x0102);
+        assert_unexpected_eof(stream.get_u8_with(ByteOrder::Little), 1, 0);
+        assert_unexpected_eof(stream.get_i64_with(ByteOrder::Little), 8, 0);
+        assert_unexpected_eof(stream.get_f32_with(ByteOrder::Little), 4, 0);
+        assert_unexpected_eof(stream.get_f16_bits_with(ByteOrder::Little), 2, 0);
     });
 }
 
@@ -635,7 +637,7 @@ fn on_the_loop_thread_get_data_would_deadlock_and_put_data_queues() {
             }
             assert!(stream.socket().loop_handle().is_loop_thread());
             let get_short = stream.get_data(&mut [0u8; 8]);
-            let get_u32_short = stream.get_u32(ByteOrder::Little);
+            let get_u32_short = stream.get_u32_with(ByteOrder::Little);
             let available = stream.available_bytes();
             let mut two = [0u8; 2];
             let get_enough = stream.get_data(&mut two).map(|()| two);
@@ -643,7 +645,7 @@ fn on_the_loop_thread_get_data_would_deadlock_and_put_data_queues() {
             let started = Instant::now();
             let put_big = stream.put_data(&payload);
             let put_returned_in = started.elapsed();
-            let put_typed = stream.put_u32(0xfeed_f00d, ByteOrder::Big);
+            let put_typed = stream.put_u32_with(0xfeed_f00d, ByteOrder::Big);
             let _ = tx.send(OnLoop {
                 get_short,
                 get_u32_short,
@@ -717,7 +719,7 @@ fn tcp_peer_connects_without_poll_and_keeps_writes_made_while_connecting() {
             peer.connect_to_host("127.0.0.1", addr.port()).unwrap();
             assert_eq!(peer.status(), PeerStatus::Connecting);
             peer.put_data(b"queued while connecting|").unwrap();
-            peer.put_u16(0x0102, ByteOrder::Big).unwrap();
+            peer.put_u16_with(0x0102, ByteOrder::Big).unwrap();
             assert!(matches!(
                 peer.connect_to_host("127.0.0.1", addr.port()),
                 Err(Error::InvalidInput(_))
@@ -991,11 +993,11 @@ fn socket_error_codes_of_real_failures() {
 #[test]
 fn stream_peer_buffer_has_godot_semantics_and_matches_the_wire() {
     fn script(peer: &mut dyn StreamPeer) {
-        peer.put_u32(0xa1b2_c3d4, ByteOrder::Little).unwrap();
-        peer.put_i16(-2, ByteOrder::Big).unwrap();
+        peer.put_u32_with(0xa1b2_c3d4, ByteOrder::Little).unwrap();
+        peer.put_i16_with(-2, ByteOrder::Big).unwrap();
         peer.put_utf8_string("Godot ✓").unwrap();
-        peer.put_f64(-0.5, ByteOrder::Big).unwrap();
-        peer.put_f16_bits(f32_to_f16_bits(0.5), ByteOrder::Little)
+        peer.put_f64_with(-0.5, ByteOrder::Big).unwrap();
+        peer.put_f16_bits_with(f32_to_f16_bits(0.5), ByteOrder::Little)
             .unwrap();
         peer.put_string_raw("end").unwrap();
     }
@@ -1019,18 +1021,18 @@ fn stream_peer_buffer_has_godot_semantics_and_matches_the_wire() {
         accepted.write_all(&expected).unwrap();
         buffer.seek(0);
         for source in [&mut buffer as &mut dyn StreamPeer, &mut peer] {
-            assert_eq!(source.get_u32(ByteOrder::Little).unwrap(), 0xa1b2_c3d4);
-            assert_eq!(source.get_i16(ByteOrder::Big).unwrap(), -2);
+            assert_eq!(source.get_u32_with(ByteOrder::Little).unwrap(), 0xa1b2_c3d4);
+            assert_eq!(source.get_i16_with(ByteOrder::Big).unwrap(), -2);
             assert_eq!(source.get_utf8_string().unwrap(), "Godot ✓");
-            assert_eq!(source.get_f64(ByteOrder::Big).unwrap(), -0.5);
-            let half = source.get_f16_bits(ByteOrder::Little).unwrap();
+            assert_eq!(source.get_f64_with(ByteOrder::Big).unwrap(), -0.5);
+            let half = source.get_f16_bits_with(ByteOrder::Little).unwrap();
             assert_eq!(f16_bits_to_f32(half), 0.5);
             assert_eq!(source.get_string_raw(3).unwrap(), "end");
         }
         peer.disconnect_from_host();
 
         // The end of a buffer is the end: an error, never a silent 0.
-        assert_unexpected_eof(buffer.get_u8(ByteOrder::Little), 1, 0);
+        assert_unexpected_eof(buffer.get_u8_with(ByteOrder::Little), 1, 0);
         assert_unexpected_eof(buffer.get_partial_data(&mut [0u8; 2]), 2, 0);
 
         // seek clamps; get_data short says how much is left and takes nothing.
@@ -1062,7 +1064,7 @@ fn stream_peer_buffer_has_godot_semantics_and_matches_the_wire() {
         buffer.clear();
         assert!(buffer.is_empty());
         assert_eq!(buffer.position(), 0);
-        buffer.put_u16(0x0102, ByteOrder::Big).unwrap();
+        buffer.put_u16_with(0x0102, ByteOrder::Big).unwrap();
         assert_eq!(buffer.clone().into_vec(), vec![1, 2]);
     });
 }

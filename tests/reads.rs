@@ -134,13 +134,12 @@ fn pair_on(handle: &LoopHandle, listener: &TcpListener, options: TcpOptions) -> 
     let options = options.notify_cb(move |_| {
         let _ = tx.send(());
     });
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         handle,
-        "127.0.0.1",
-        addr.port(),
+        ("127.0.0.1", addr.port()),
         options,
     ))
-    .expect("connect_with");
+    .expect("connect_on");
     let peer = common::accept(listener);
     peer.set_nodelay(true).unwrap();
     let socket = stream.socket().clone();
@@ -166,7 +165,8 @@ fn assert_frame_limit(result: &evstream::Result<Bytes>, max: usize) {
 fn exchange(pair: &mut Pair, tag: &str) {
     let line = format!("ping {tag}\n");
     pair.send_from_peer(line.as_bytes());
-    let got = block_on(pair.stream.read_until(b"\n", 64)).expect("read on the other connection");
+    let got = block_on(pair.stream.read_until_delimiter(b"\n", 64))
+        .expect("read on the other connection");
     assert_eq!(&got[..], line.as_bytes());
     block_on(pair.stream.send(Bytes::from(format!("pong {tag}")))).expect("send");
     let mut reply = vec![0; 5 + tag.len()];
@@ -242,7 +242,7 @@ fn read_until_completes_when_split_delimiter_arrives() {
     let (waker, woken) = common::channel_waker();
     let socket = p.socket.clone();
     {
-        let mut read = pin!(p.stream.read_until(b"\r\n\r\n", 1024));
+        let mut read = pin!(p.stream.read_until_delimiter(b"\r\n\r\n", 1024));
         assert!(poll_once(read.as_mut(), &waker).is_pending());
         for part in [&b"HEAD"[..], b"ER\r"] {
             common::write_all(&mut p.peer, part);
@@ -276,7 +276,7 @@ fn delimiter_spanning_buffered_chunks_is_found() {
         expected += part.len();
         p.wait_available(expected);
     }
-    let header = block_on(p.stream.read_until(b"\r\n\r\n", 1024)).expect("read_until");
+    let header = block_on(p.stream.read_until_delimiter(b"\r\n\r\n", 1024)).expect("read_until");
     assert_eq!(&header[..], b"HEADER\r\n\r\n");
     let body = block_on(p.stream.read_until_excluding(b"\r\n", 1024)).expect("excluding");
     assert_eq!(
@@ -286,7 +286,7 @@ fn delimiter_spanning_buffered_chunks_is_found() {
     );
     assert_eq!(p.stream.available(), 4);
     let mut rest = [0u8; 4];
-    assert_eq!(p.stream.peek(&mut rest), 4);
+    assert_eq!(p.stream.peek_buffered(&mut rest), 4);
     assert_eq!(&rest, b"next");
 }
 
@@ -315,20 +315,20 @@ fn read_until_consumes_100k_records_without_loss() {
     let read = ev
         .block_on(within(WAIT, async move {
             let mut stream =
-                AsyncIoStream::connect_with(&handle, "127.0.0.1", addr.port(), TcpOptions::new())
+                AsyncIoStream::connect_on(&handle, ("127.0.0.1", addr.port()), TcpOptions::new())
                     .await
-                    .expect("connect_with");
+                    .expect("connect_on");
             let mut expected = Vec::new();
             for i in 0..RECORDS {
                 let line = stream
-                    .read_until(b"\n", 64)
+                    .read_until_delimiter(b"\n", 64)
                     .await
                     .unwrap_or_else(|err| panic!("record {i}: {err}"));
                 expected.clear();
                 writeln!(expected, "key{i}=value{i}").unwrap();
                 assert_eq!(line, expected, "record {i}");
             }
-            let end = stream.read_until(b"\n", 64).await;
+            let end = stream.read_until_delimiter(b"\n", 64).await;
             assert!(
                 matches!(end, Err(Error::UnexpectedEof { received: 0, .. })),
                 "after the last record: {end:?}"
@@ -342,7 +342,7 @@ fn read_until_consumes_100k_records_without_loss() {
 
 type ChainResult = Result<AsyncIoStream, String>;
 
-/// Reads record `i` of `n` with `read_until_cb` and chains the next read
+/// Reads record `i` of `n` with `read_until_delimiter_cb` and chains the next read
 /// from its callback.
 fn read_record(
     stream: AsyncIoStream,
@@ -351,7 +351,7 @@ fn read_record(
     n: usize,
     done: Sender<ChainResult>,
 ) {
-    stream.read_until_cb(b"\n".to_vec(), 64, move |stream, result| {
+    stream.read_until_delimiter_cb(b"\n".to_vec(), 64, move |stream, result| {
         if !handle.is_loop_thread() {
             let _ = done.send(Err(format!("record {i}: callback off the loop thread")));
             return;
@@ -374,7 +374,7 @@ fn read_record(
     });
 }
 
-/// Rules 1 and 10: a chain of 10 000 `read_until_cb` calls, each issued
+/// Rules 1 and 10: a chain of 10 000 `read_until_delimiter_cb` calls, each issued
 /// from the previous callback on the loop thread with the stream it handed
 /// back, reads every record in order; the stream then reads what follows.
 #[test]
@@ -400,7 +400,7 @@ fn read_until_cb_chain_consumes_10k_records() {
     let (done_tx, done_rx) = common::channel();
     read_record(stream, lt.handle.clone(), 0, RECORDS, done_tx);
     let mut stream = common::recv(&done_rx, "the end of the read chain").expect("chain");
-    let end = block_on(stream.read_until(b"\n", 64)).expect("trailing record");
+    let end = block_on(stream.read_until_delimiter(b"\n", 64)).expect("trailing record");
     assert_eq!(&end[..], b"end\n");
     drop(writer.join().unwrap());
 }
@@ -420,8 +420,8 @@ fn frames_inside_one_chunk_are_not_copied() {
     p.send_from_peer(packet);
     p.wait_available(packet.len());
 
-    let one = block_on(p.stream.read_until(b"\n", 64)).unwrap();
-    let two = block_on(p.stream.read_until(b"\n", 64)).unwrap();
+    let one = block_on(p.stream.read_until_delimiter(b"\n", 64)).unwrap();
+    let two = block_on(p.stream.read_until_delimiter(b"\n", 64)).unwrap();
     assert_eq!((&one[..], &two[..]), (&b"one\n"[..], &b"two\n"[..]));
     assert_eq!(
         two.as_ptr() as usize,
@@ -490,7 +490,7 @@ fn over_long_line_fails_and_closes_with_memory_bounded() {
     let offered = 64 * MIB;
     let peer = flood(peer, offered, filler(), None);
 
-    let result = block_on(stream.read_until(b"\n", MIB));
+    let result = block_on(stream.read_until_delimiter(b"\n", MIB));
     assert_frame_limit(&result, MIB);
     assert!(
         socket.is_closed(),
@@ -539,7 +539,7 @@ fn over_long_line_with_pause_policy_blocks_sender_and_resumes() {
     let armed = Arc::new(AtomicBool::new(false));
     let peer = flood(peer, offered, filler(), Some((stall_tx, armed.clone())));
 
-    let result = block_on(stream.read_until(b"\n", MIB));
+    let result = block_on(stream.read_until_delimiter(b"\n", MIB));
     assert_frame_limit(&result, MIB);
     armed.store(true, Ordering::SeqCst);
     assert!(!socket.is_closed(), "the pause policy keeps the connection");
@@ -596,11 +596,11 @@ fn frame_longer_than_read_watermark_within_max_bytes_is_read() {
         common::write_all(&mut peer, b"\ntail\n");
         peer
     });
-    let got = block_on(stream.read_until(b"\n", 2 * MIB)).expect("the long line");
+    let got = block_on(stream.read_until_delimiter(b"\n", 2 * MIB)).expect("the long line");
     assert_eq!(got.len(), MIB + 1);
     assert_same("long line", &got[..MIB], &line);
     assert_eq!(got[MIB], b'\n');
-    let tail = block_on(stream.read_until(b"\n", 2 * MIB)).expect("the next line");
+    let tail = block_on(stream.read_until_delimiter(b"\n", 2 * MIB)).expect("the next line");
     assert_eq!(&tail[..], b"tail\n");
     drop(writer.join().unwrap());
 }
@@ -615,9 +615,9 @@ fn max_bytes_boundary_includes_the_delimiter() {
     p.stream.set_limit_policy(LimitPolicy::Pause);
     p.send_from_peer(b"abcd\nabcde\n");
     p.wait_available(11);
-    let first = block_on(p.stream.read_until(b"\n", 5)).expect("a frame of max_bytes");
+    let first = block_on(p.stream.read_until_delimiter(b"\n", 5)).expect("a frame of max_bytes");
     assert_eq!(&first[..], b"abcd\n");
-    let too_long = block_on(p.stream.read_until(b"\n", 5));
+    let too_long = block_on(p.stream.read_until_delimiter(b"\n", 5));
     assert_frame_limit(&too_long, 5);
     assert_eq!(p.stream.available(), 6, "the bytes stay buffered");
     assert!(!p.socket.is_closed());
@@ -709,7 +709,7 @@ fn read_until_at_eof_reports_unexpected_eof_and_keeps_bytes() {
     let mut p = pair(&lt.handle, TcpOptions::new());
     p.send_from_peer(b"partial");
     p.peer.shutdown(Shutdown::Write).unwrap();
-    let result = block_on(p.stream.read_until(b"\n", 64));
+    let result = block_on(p.stream.read_until_delimiter(b"\n", 64));
     match result {
         Err(Error::UnexpectedEof {
             needed,
@@ -1114,7 +1114,7 @@ fn cancelled_read_until_gives_bytes_back_in_order() {
     p.send_from_peer(b"abc");
     p.wait_available(3);
     {
-        let mut read = pin!(p.stream.read_until(b"\n", 64));
+        let mut read = pin!(p.stream.read_until_delimiter(b"\n", 64));
         assert!(poll_once(read.as_mut(), Waker::noop()).is_pending());
         assert_eq!(
             p.socket.input_buffer_len(),
@@ -1131,7 +1131,7 @@ fn cancelled_read_until_gives_bytes_back_in_order() {
     );
     assert_eq!(p.stream.available(), 5);
     p.send_from_peer(b"f\n");
-    let line = block_on(p.stream.read_until(b"\n", 64)).expect("read_until after cancel");
+    let line = block_on(p.stream.read_until_delimiter(b"\n", 64)).expect("read_until after cancel");
     assert_eq!(&line[..], b"abcdef\n");
 }
 
@@ -1328,7 +1328,7 @@ fn on_close_fires_once_after_close() {
     let (callback, count, fired) = close_probe(&lt.handle);
     socket.on_close(callback);
     assert!(fired.try_recv().is_err(), "on_close ran before the close");
-    stream.close();
+    stream.close_connection();
     assert!(common::read_to_end(&mut peer).is_empty());
     drop(peer);
     assert!(
@@ -1382,7 +1382,7 @@ fn reading_reports_a_pending_read() {
     let (waker, woken) = common::channel_waker();
     assert!(!p.socket.reading());
     {
-        let mut read = pin!(p.stream.read_until(b"\n", 64));
+        let mut read = pin!(p.stream.read_until_delimiter(b"\n", 64));
         assert!(poll_once(read.as_mut(), &waker).is_pending());
         assert!(p.socket.reading(), "a pending read_until is reading");
         common::write_all(&mut p.peer, b"hi\n");
@@ -1441,7 +1441,7 @@ fn pause_policy_lets_the_application_drain_and_continue() {
     let oversized = [b'A'; 100];
     p.send_from_peer(&oversized);
     p.wait_available(100);
-    let result = block_on(p.stream.read_until(b"\n", 64));
+    let result = block_on(p.stream.read_until_delimiter(b"\n", 64));
     assert_frame_limit(&result, 64);
     assert!(p.socket.is_reading_paused());
     assert!(!p.socket.is_closed());
@@ -1465,7 +1465,7 @@ fn pause_policy_lets_the_application_drain_and_continue() {
     p.socket.resume_reading();
     assert!(!p.socket.is_reading_paused());
     let rest: Vec<Bytes> = (0..3)
-        .map(|_| block_on(p.stream.read_until(b"\n", 64)).expect("the protocol goes on"))
+        .map(|_| block_on(p.stream.read_until_delimiter(b"\n", 64)).expect("the protocol goes on"))
         .collect();
     assert_eq!(rest, [&b"\n"[..], b"hello\n", b"world\n"]);
 }

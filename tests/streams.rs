@@ -228,7 +228,7 @@ fn std_read_would_block_when_empty_and_zero_only_at_eof() {
     assert_eq!(Read::read(&mut stream, &mut buf).unwrap(), 0);
     assert_eq!(Read::read(&mut stream, &mut buf).unwrap(), 0);
     assert_eq!(stream.try_read(&mut buf).unwrap(), 0);
-    stream.close();
+    stream.close_connection();
 }
 
 // ---------------------------------------------------------------------------
@@ -270,7 +270,7 @@ fn pending_read_and_fill_buf_are_woken_when_data_arrives() {
         }
         other => panic!("poll_fill_buf after the wake: {other:?}"),
     }
-    stream.close();
+    stream.close_connection();
 }
 
 /// Rules 1 and 3: a pending `poll_read` is woken by the peer's FIN and then
@@ -292,7 +292,7 @@ fn pending_read_is_woken_by_eof() {
         Poll::Ready(Ok(0)) => {}
         other => panic!("poll_read at EOF: {other:?}"),
     }
-    stream.close();
+    stream.close_connection();
 }
 
 /// Rules 1, 3 and 8: a pending `poll_read` is woken when the peer resets
@@ -395,7 +395,7 @@ fn dropping_a_stream_with_a_lent_chunk_gives_the_bytes_back() {
     assert_eq!(socket.input_buffer_len(), data.len() - 10);
     let mut other = AsyncIoStream::new(socket);
     assert_eq!(read_ready(&mut other, data.len() - 10), &data[10..]);
-    other.close();
+    other.close_connection();
 }
 
 /// Rule 1: a `stream_read_cb` that reads only one byte per notification is
@@ -440,7 +440,7 @@ fn read_callback_taking_one_byte_per_call_gets_every_byte() {
     let _peer = writer.join().unwrap();
     assert_same("one byte per notification", &got.lock().unwrap(), &data);
     assert_eq!(stream.available(), 0);
-    stream.close();
+    stream.close_connection();
 }
 
 // ---------------------------------------------------------------------------
@@ -871,7 +871,7 @@ fn callback_task_and_blocking_thread_share_one_connection() {
             received.len()
         );
     }
-    stream.close();
+    stream.close_connection();
 }
 
 // ---------------------------------------------------------------------------
@@ -930,7 +930,7 @@ fn blocking_read_on_the_loop_thread_fails_instead_of_deadlocking() {
         }
     }
     assert_eq!(got, b"hello");
-    stream.close();
+    stream.close_connection();
 }
 
 /// Rules 2 and 9: a blocking read with a read timeout fails with
@@ -956,7 +956,7 @@ fn blocking_read_timeout_is_timed_out() {
     let mut buf = [0u8; 4];
     Read::read_exact(&mut blocking, &mut buf).expect("read after the timeout");
     assert_eq!(&buf, b"late");
-    blocking.into_inner().close();
+    blocking.into_inner().close_connection();
 }
 
 // ---------------------------------------------------------------------------
@@ -1073,7 +1073,7 @@ fn read_until_close_is_cancel_safe() {
     peer.shutdown(Shutdown::Write).unwrap();
     let all = block_on(stream.read_until_close()).expect("read_until_close");
     assert_same("after a cancelled read_until_close", &all, &data);
-    stream.close();
+    stream.close_connection();
 }
 
 // ---------------------------------------------------------------------------
@@ -1094,7 +1094,7 @@ fn connect_to_a_refused_port_is_refused() {
     assert!(matches!(err, Error::Refused), "{err:?}");
 }
 
-/// Rule 9: the read timeout set with `connect_with` reaches a pending
+/// Rule 9: the read timeout set with `connect_on` reaches a pending
 /// `AsyncRead` read as `TimedOut`; the connection stays usable, and after
 /// progress the re-armed timeout reaches a pending `fill_buf` too.
 #[test]
@@ -1124,5 +1124,5 @@ fn read_timeout_reaches_pending_stream_reads() {
         .expect_err("second timeout");
     assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
     assert!(progress.elapsed() >= timeout);
-    stream.close();
+    stream.close_connection();
 }

@@ -121,10 +121,9 @@ fn round_trip(stream: AsyncIoStream, data: Arc<Vec<u8>>) -> (Hash, usize) {
 fn streams_carry_64_mib_each_way_over_tls() {
     let lt = LoopThread::start();
     let server = echo_server_streams(&lt.handle);
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        server.local_addr().port(),
+        ("127.0.0.1", server.local_addr().port()),
         TcpOptions::new().tls(client_tls("localhost")),
     ))
     .expect("TLS connect");
@@ -222,10 +221,9 @@ fn codecs_over_tls() {
             .tls(server_tls()),
     )
     .unwrap();
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        server.local_addr().port(),
+        ("127.0.0.1", server.local_addr().port()),
         TcpOptions::new().tls(client_tls("localhost")),
     ))
     .unwrap();
@@ -263,9 +261,9 @@ fn iostream_reads_and_the_peer_api_over_tls() {
                 TcpOptions::new().stream_connect_cb(|stream: AsyncIoStream| {
                     thread::spawn(move || {
                         let mut stream = stream;
-                        let line = block_on(stream.read_until(b"\n", 64)).unwrap();
+                        let line = block_on(stream.read_until_delimiter(b"\n", 64)).unwrap();
                         let body = block_on(stream.read_bytes(5)).unwrap();
-                        let number = stream.get_u32(ByteOrder::Big).unwrap();
+                        let number = stream.get_u32_with(ByteOrder::Big).unwrap();
                         let text = stream.get_utf8_string().unwrap();
                         stream
                             .put_utf8_string(&format!(
@@ -280,15 +278,14 @@ fn iostream_reads_and_the_peer_api_over_tls() {
             .tls(server_tls()),
     )
     .unwrap();
-    let mut stream = block_on(AsyncIoStream::connect_with(
+    let mut stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        server.local_addr().port(),
+        ("127.0.0.1", server.local_addr().port()),
         TcpOptions::new().tls(client_tls("localhost")),
     ))
     .unwrap();
     stream.put_data(b"hello\nworld").unwrap();
-    stream.put_u32(7, ByteOrder::Big).unwrap();
+    stream.put_u32_with(7, ByteOrder::Big).unwrap();
     stream.put_utf8_string("héllo").unwrap();
     assert_eq!(stream.get_utf8_string().unwrap(), "hello|world|7|héllo");
 }
@@ -314,10 +311,9 @@ fn osc_over_tls() {
                 .tls(server_tls()),
         )
         .unwrap();
-        let stream = block_on(AsyncIoStream::connect_with(
+        let stream = block_on(AsyncIoStream::connect_on(
             &lt.handle,
-            "127.0.0.1",
-            server.local_addr().port(),
+            ("127.0.0.1", server.local_addr().port()),
             TcpOptions::new().tls(client_tls("localhost")),
         ))
         .unwrap();
@@ -403,10 +399,9 @@ fn alpn_sni_and_client_certificates_are_visible() {
     )
     .unwrap()
     .alpn_protocols(["http/1.1"]);
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        server.local_addr().port(),
+        ("127.0.0.1", server.local_addr().port()),
         TcpOptions::new().tls(client),
     ))
     .unwrap();
@@ -426,10 +421,9 @@ fn alpn_sni_and_client_certificates_are_visible() {
 /// What a failed TLS connect reports.
 fn failed_connect(port: u16, tls: TlsClientOptions) -> Error {
     let lt = LoopThread::start();
-    block_on(AsyncIoStream::connect_with(
+    block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        port,
+        ("127.0.0.1", port),
         TcpOptions::new()
             .tls(tls)
             .connect_timeout(Duration::from_secs(10)),
@@ -525,10 +519,9 @@ fn plaintext_or_garbage_instead_of_tls() {
     };
     assert_eq!(tls_kind(&err), TlsErrorKind::NotTls, "{err}");
     // The server goes on: a TLS client is served.
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        server.local_addr().port(),
+        ("127.0.0.1", server.local_addr().port()),
         TcpOptions::new().tls(client_tls("localhost")),
     ));
     assert!(stream.is_ok());
@@ -542,10 +535,9 @@ fn a_stalled_handshake_meets_the_connect_timeout() {
     let port = listener.local_addr().unwrap().port();
     let held = thread::spawn(move || listener.accept().unwrap().0);
     let lt = LoopThread::start();
-    let err = block_on(AsyncIoStream::connect_with(
+    let err = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        port,
+        ("127.0.0.1", port),
         TcpOptions::new()
             .tls(client_tls("localhost"))
             .connect_timeout(Duration::from_millis(300)),
@@ -609,10 +601,9 @@ fn truncation_is_an_error_unless_allowed() {
             let _ = tls.sock.read_to_end(&mut rest);
         });
         let lt = LoopThread::start();
-        let mut stream = block_on(AsyncIoStream::connect_with(
+        let mut stream = block_on(AsyncIoStream::connect_on(
             &lt.handle,
-            "127.0.0.1",
-            port,
+            ("127.0.0.1", port),
             TcpOptions::new().tls(client_tls("localhost").allow_truncation(allow)),
         ))
         .unwrap();
@@ -649,10 +640,9 @@ fn close_sends_close_notify_then_fin() {
         tls.read_to_end(&mut got).map(|_| got)
     });
     let lt = LoopThread::start();
-    let mut stream = block_on(AsyncIoStream::connect_with(
+    let mut stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        port,
+        ("127.0.0.1", port),
         TcpOptions::new().tls(client_tls("localhost")),
     ))
     .unwrap();
@@ -677,13 +667,13 @@ fn starttls_upgrades_in_place() {
                 let done = done_tx.lock().unwrap().clone();
                 thread::spawn(move || {
                     let mut stream = stream;
-                    let command = block_on(stream.read_until(b"\r\n", 64)).unwrap();
+                    let command = block_on(stream.read_until_delimiter(b"\r\n", 64)).unwrap();
                     assert_eq!(&command[..], b"STARTTLS\r\n");
                     assert_eq!(stream.available(), 0, "nothing pipelined in clear");
                     block_on(AsyncWriteExt::write_all(&mut stream, b"220 go ahead\r\n")).unwrap();
                     block_on(stream.socket().start_tls_server(server_tls())).expect("upgrade");
                     assert!(stream.socket().tls_info().is_some());
-                    let secret = block_on(stream.read_until(b"\n", 64)).unwrap();
+                    let secret = block_on(stream.read_until_delimiter(b"\n", 64)).unwrap();
                     block_on(AsyncWriteExt::write_all(&mut stream, b"secret received\n")).unwrap();
                     let _ = done.send(secret.to_vec());
                 });
@@ -691,19 +681,18 @@ fn starttls_upgrades_in_place() {
         )),
     )
     .unwrap();
-    let mut stream = block_on(AsyncIoStream::connect_with(
+    let mut stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        server.local_addr().port(),
+        ("127.0.0.1", server.local_addr().port()),
         TcpOptions::new(),
     ))
     .unwrap();
     block_on(AsyncWriteExt::write_all(&mut stream, b"STARTTLS\r\n")).unwrap();
-    let reply = block_on(stream.read_until(b"\r\n", 64)).unwrap();
+    let reply = block_on(stream.read_until_delimiter(b"\r\n", 64)).unwrap();
     assert_eq!(&reply[..], b"220 go ahead\r\n");
     block_on(stream.socket().start_tls_client(client_tls("localhost"))).expect("upgrade");
     block_on(AsyncWriteExt::write_all(&mut stream, b"the secret\n")).unwrap();
-    let answer = block_on(stream.read_until(b"\n", 64)).unwrap();
+    let answer = block_on(stream.read_until_delimiter(b"\n", 64)).unwrap();
     assert_eq!(&answer[..], b"secret received\n");
     assert_eq!(recv(&done_rx, "the server's view"), b"the secret\n");
 }
@@ -813,10 +802,9 @@ fn evstream_client_talks_to_openssl_s_server() {
     // openssl may need a moment to listen: connect until it accepts.
     let mut stream = None;
     for _ in 0..200 {
-        match block_on(AsyncIoStream::connect_with(
+        match block_on(AsyncIoStream::connect_on(
             &lt.handle,
-            "127.0.0.1",
-            port,
+            ("127.0.0.1", port),
             TcpOptions::new().tls(client_tls("localhost")),
         )) {
             Ok(s) => {
@@ -837,7 +825,7 @@ fn evstream_client_talks_to_openssl_s_server() {
     let mut stdin = server.0.stdin.take().unwrap();
     stdin.write_all(b"hello from openssl\n").unwrap();
     stdin.flush().unwrap();
-    let line = block_on(stream.read_until(b"\n", 256)).unwrap();
+    let line = block_on(stream.read_until_delimiter(b"\n", 256)).unwrap();
     assert_eq!(&line[..], b"hello from openssl\n");
 }
 
@@ -863,7 +851,7 @@ fn openssl_s_client_talks_to_an_evstream_server() {
                             b"hello from evstream\n",
                         ))
                         .unwrap();
-                        let line = block_on(stream.read_until(b"\n", 256)).unwrap();
+                        let line = block_on(stream.read_until_delimiter(b"\n", 256)).unwrap();
                         let sni = stream
                             .socket()
                             .tls_info()
@@ -908,10 +896,9 @@ fn server_tls_holds_in_either_order_with_connection() {
             .connection(TcpOptions::new().stream(true)),
     )
     .unwrap();
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         &lt.handle,
-        "127.0.0.1",
-        server.local_addr().port(),
+        ("127.0.0.1", server.local_addr().port()),
         TcpOptions::new().tls(client_tls("localhost")),
     ))
     .expect("a TLS server");

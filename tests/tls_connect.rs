@@ -59,7 +59,7 @@ fn line_echo_server(
                             .tls_info()
                             .and_then(|info| info.server_name().map(str::to_owned));
                         let clean = loop {
-                            match block_on(stream.read_until(b"\n", 1024)) {
+                            match block_on(stream.read_until_delimiter(b"\n", 1024)) {
                                 Ok(line) => {
                                     let mut reply = b"echo: ".to_vec();
                                     reply.extend_from_slice(&line);
@@ -71,7 +71,7 @@ fn line_echo_server(
                                 Err(_) => break false,
                             }
                         };
-                        stream.close();
+                        stream.close_connection();
                         let _ = done.send((clean, sni));
                     });
                 }),
@@ -97,11 +97,11 @@ fn connect_tls_talks_to_a_tls_server_and_closes_cleanly() {
     assert!(info.protocol_version().is_some());
     assert!(info.cipher_suite().is_some());
     assert_eq!(info.peer_certificates().len(), 2, "the server's chain");
-    assert_eq!(stream.peer_addr(), Some(server.local_addr()));
+    assert_eq!(stream.peer_addr().unwrap(), server.local_addr());
 
     for line in ["hello\n", "over TLS\n"] {
         block_on(AsyncWriteExt::write_all(&mut stream, line.as_bytes())).unwrap();
-        let reply = block_on(stream.read_until(b"\n", 1024)).unwrap();
+        let reply = block_on(stream.read_until_delimiter(b"\n", 1024)).unwrap();
         assert_eq!(reply, format!("echo: {line}").as_bytes());
     }
     block_on(AsyncWriteExt::close(&mut stream)).expect("close_notify + FIN");

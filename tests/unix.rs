@@ -190,14 +190,14 @@ fn stream_peer_over_a_unix_socket() {
         s
     });
     let mut stream = futures_lite::future::block_on(AsyncIoStream::connect_unix(&path)).unwrap();
-    stream.put_u32(41, ByteOrder::Big).unwrap();
+    stream.put_u32_with(41, ByteOrder::Big).unwrap();
     stream.put_utf8_string("über uds").unwrap();
-    assert_eq!(stream.get_u32(ByteOrder::Big).unwrap(), 42);
+    assert_eq!(stream.get_u32_with(ByteOrder::Big).unwrap(), 42);
     assert_eq!(stream.get_utf8_string().unwrap(), "über uds");
     drop(peer.join().unwrap());
     // The peer is gone: the end is an error that says nothing arrived.
     assert!(matches!(
-        stream.get_u8(ByteOrder::Little),
+        stream.get_u8_with(ByteOrder::Little),
         Err(Error::UnexpectedEof { received: 0, .. })
     ));
 }

@@ -12,7 +12,7 @@ use evstream::{
 };
 use futures::channel::{mpsc as fmpsc, oneshot};
 use futures::{FutureExt, StreamExt};
-use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::common::{
     bad_echo, data, line_pieces, message, BoxError, BulkCheck, IdlePhases, LineCheck, Mark, Res,
@@ -24,15 +24,7 @@ fn connect(
     addr: SocketAddr,
 ) -> impl std::future::Future<Output = evstream::Result<AsyncIoStream>> + Send + 'static {
     let handle = handle.clone();
-    async move {
-        AsyncIoStream::connect_with(
-            &handle,
-            &addr.ip().to_string(),
-            addr.port(),
-            TcpOptions::new(),
-        )
-        .await
-    }
+    async move { AsyncIoStream::connect_on(&handle, addr, TcpOptions::new()).await }
 }
 
 /// A server that closes itself once it has accepted `accepts`
@@ -420,7 +412,7 @@ pub fn lines_recv(addr_tx: mpsc::Sender<SocketAddr>, how: Lines) -> Res<LineChec
                 }
             }
             Lines::ReadUntil => loop {
-                match stream.read_until(b"\n", MAX_LINE).await {
+                match stream.read_until_delimiter(b"\n", MAX_LINE).await {
                     Ok(line) => check.line_with_newline(&line),
                     Err(evstream::Error::UnexpectedEof { received: 0, .. }) => break,
                     Err(err) => return Err(err.into()),

@@ -83,7 +83,7 @@ pub mod ev {
         TcpOptions, TcpServer, TlsClientOptions, TlsServerOptions,
     };
     use futures::channel::oneshot;
-    use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use futures_lite::io::{AsyncBufReadExt, AsyncWriteExt};
 
     fn client_options() -> TcpOptions {
         let tls = TlsClientOptions::new(configs().client.clone(), SERVER_NAME)
@@ -97,15 +97,7 @@ pub mod ev {
         addr: SocketAddr,
     ) -> impl std::future::Future<Output = evstream::Result<AsyncIoStream>> + Send + 'static {
         let handle = handle.clone();
-        async move {
-            AsyncIoStream::connect_with(
-                &handle,
-                &addr.ip().to_string(),
-                addr.port(),
-                client_options(),
-            )
-            .await
-        }
+        async move { AsyncIoStream::connect_on(&handle, addr, client_options()).await }
     }
 
     /// A TLS server that closes itself after its first connection, each

@@ -182,71 +182,71 @@ pub fn check(data: &[u8]) {
         let o = order(arg);
         match op % 24 {
             0 => {
-                let r = peer.get_u8(o);
+                let r = peer.get_u8_with(o);
                 typed(&mut peer, &model, &mut pos, r, |b: [u8; 1]| b[0])
             }
             1 => {
-                let r = peer.get_i8(o);
+                let r = peer.get_i8_with(o);
                 typed(&mut peer, &model, &mut pos, r, i8::from_le_bytes)
             }
             2 => {
-                let r = peer.get_u16(o);
+                let r = peer.get_u16_with(o);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => u16::from_le_bytes(b),
                     ByteOrder::Big => u16::from_be_bytes(b),
                 })
             }
             3 => {
-                let r = peer.get_i16(o);
+                let r = peer.get_i16_with(o);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => i16::from_le_bytes(b),
                     ByteOrder::Big => i16::from_be_bytes(b),
                 })
             }
             4 => {
-                let r = peer.get_u32(o);
+                let r = peer.get_u32_with(o);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => u32::from_le_bytes(b),
                     ByteOrder::Big => u32::from_be_bytes(b),
                 })
             }
             5 => {
-                let r = peer.get_i32(o);
+                let r = peer.get_i32_with(o);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => i32::from_le_bytes(b),
                     ByteOrder::Big => i32::from_be_bytes(b),
                 })
             }
             6 => {
-                let r = peer.get_u64(o);
+                let r = peer.get_u64_with(o);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => u64::from_le_bytes(b),
                     ByteOrder::Big => u64::from_be_bytes(b),
                 })
             }
             7 => {
-                let r = peer.get_i64(o);
+                let r = peer.get_i64_with(o);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => i64::from_le_bytes(b),
                     ByteOrder::Big => i64::from_be_bytes(b),
                 })
             }
             8 => {
-                let r = peer.get_f32(o).map(f32::to_bits);
+                let r = peer.get_f32_with(o).map(f32::to_bits);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => u32::from_le_bytes(b),
                     ByteOrder::Big => u32::from_be_bytes(b),
                 })
             }
             9 => {
-                let r = peer.get_f64(o).map(f64::to_bits);
+                let r = peer.get_f64_with(o).map(f64::to_bits);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => u64::from_le_bytes(b),
                     ByteOrder::Big => u64::from_be_bytes(b),
                 })
             }
             10 => {
-                let r = peer.get_f16_bits(o);
+                let r = peer.get_f16_bits_with(o);
                 typed(&mut peer, &model, &mut pos, r, |b| match o {
                     ByteOrder::Little => u16::from_le_bytes(b),
                     ByteOrder::Big => u16::from_be_bytes(b),
@@ -312,7 +312,7 @@ pub fn check(data: &[u8]) {
                 put_model(&mut model, &mut pos, &wire);
             }
             19 => {
-                peer.put_u32(arg, o).expect("put");
+                peer.put_u32_with(arg, o).expect("put");
                 let wire = match o {
                     ByteOrder::Little => arg.to_le_bytes(),
                     ByteOrder::Big => arg.to_be_bytes(),

@@ -9,7 +9,8 @@
 //! Two ways to use a codec:
 //!
 //! * [`Framed`]: a `futures` `Stream` of frames and `Sink` of items over an
-//!   [`AsyncIoStream`](crate::AsyncIoStream);
+//!   [`AsyncIoStream`](crate::AsyncIoStream); [`FramedRead`] and
+//!   [`FramedWrite`] over its split halves;
 //! * [`FrameOptions::on_frame`] (an extension of [`TcpOptions`](crate::TcpOptions)):
 //!   the read callback receives whole frames, on the loop thread.
 //!
@@ -26,6 +27,7 @@
 
 mod callback;
 mod framed;
+mod half;
 mod length;
 mod lines;
 mod reader;
@@ -33,6 +35,7 @@ mod slip;
 
 pub use callback::FrameOptions;
 pub use framed::Framed;
+pub use half::{FramedRead, FramedWrite};
 pub use length::{Endian, LengthDelimitedCodec};
 pub use lines::LinesCodec;
 pub use slip::SlipCodec;

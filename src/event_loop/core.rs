@@ -13,8 +13,9 @@ use slab::Slab;
 
 use super::blocks::ReadBlocks;
 use super::sys::{Events, Poller, Readiness};
+use super::time::WakerTimer;
 use super::timer::{TimerHeap, TimerId, TimerTarget};
-use super::{Command, LoopHandle, Shared};
+use super::{Command, LoopHandle, Shared, TaskGuard};
 use crate::error::Error;
 use crate::sync::{lock, panic_message, run_contained};
 
@@ -84,6 +85,8 @@ pub(crate) struct Core {
     next_generation: u32,
     timers: TimerHeap,
     pub(super) user_timers: HashMap<u64, Box<dyn FnOnce() + Send>>,
+    /// Timers of `time` (sleep, timeout, interval): each wakes a waker.
+    waker_timers: HashMap<u64, (TimerId, Arc<WakerTimer>)>,
     // Sources to wake on this turn, from the loop thread itself.
     pending_wakes: VecDeque<SourceId>,
     now: Cell<Option<Instant>>,
@@ -105,6 +108,7 @@ impl Core {
             next_generation: 0,
             timers: TimerHeap::default(),
             user_timers: HashMap::new(),
+            waker_timers: HashMap::new(),
             pending_wakes: VecDeque::new(),
             now: Cell::new(None),
             events: Events::with_capacity(1024),
@@ -227,6 +231,13 @@ impl Core {
         }
     }
 
+    /// Wakes `timer`'s waker at `deadline` (a timer of `time`), unless it
+    /// is cancelled first (by `id`).
+    pub(super) fn add_waker_timer(&mut self, id: u64, deadline: Instant, timer: Arc<WakerTimer>) {
+        let timer_id = self.timers.push(deadline, TimerTarget::Waker(id));
+        self.waker_timers.insert(id, (timer_id, timer));
+    }
+
     /// Calls `on_wake` of the source `id` later on this turn.
     pub(crate) fn wake_later(&mut self, id: SourceId) {
         self.pending_wakes.push_back(id);
@@ -279,8 +290,14 @@ impl Core {
                 Command::CancelTimer(id) => {
                     self.user_timers.remove(&id);
                 }
+                Command::CancelWakerTimer(id) => {
+                    if let Some((timer, _)) = self.waker_timers.remove(&id) {
+                        self.timers.cancel(timer);
+                    }
+                }
                 // Panics in the task are caught inside it (see `spawn`).
                 Command::Run(runnable) => {
+                    let _task = TaskGuard::enter();
                     runnable.run();
                 }
             }
@@ -310,6 +327,11 @@ impl Core {
                         run_contained("a delay() callback", callback);
                     }
                 }
+                TimerTarget::Waker(id) => {
+                    if let Some((_, timer)) = self.waker_timers.remove(&id) {
+                        timer.fire();
+                    }
+                }
             }
         }
     }
@@ -323,6 +345,7 @@ impl Core {
         self.sources.is_empty()
             && self.shared.live_tasks.load(Ordering::Acquire) == 0
             && self.user_timers.is_empty()
+            && self.waker_timers.is_empty()
             && !self.has_queued_work()
     }
 
@@ -383,6 +406,10 @@ impl Core {
         }
         self.pending_wakes.clear();
         self.user_timers.clear();
+        // Their futures learn that the loop is gone, rather than wait.
+        for (_, (_, timer)) in self.waker_timers.drain() {
+            timer.abandon();
+        }
         let sources: Vec<Box<dyn Source>> = self
             .sources
             .drain()

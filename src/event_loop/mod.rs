@@ -18,6 +18,7 @@ mod blocks;
 mod core;
 mod sys;
 mod task;
+pub mod time;
 mod timer;
 
 pub(crate) use self::core::{Core, Source, SourceId, Step};
@@ -45,6 +46,10 @@ use crate::sync::lock;
 thread_local! {
     // The id of the loop running on this thread, 0 when none is.
     static CURRENT_LOOP: Cell<u64> = const { Cell::new(0) };
+    // Set while the loop thread polls a future it drives (a spawned task,
+    // the future of `block_on`): a wait there returns to the loop. Clear
+    // while it runs a callback, where a wait can only block the loop.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
 }
 
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
@@ -53,6 +58,7 @@ enum Command {
     Wake(SourceId),
     Call(Box<dyn FnOnce(&mut Core) + Send>),
     CancelTimer(u64),
+    CancelWakerTimer(u64),
     Run(async_task::Runnable),
 }
 
@@ -70,11 +76,50 @@ pub(crate) struct Shared {
     next_timer_id: AtomicU64,
     /// Spawned tasks not finished yet: they keep `run` going.
     live_tasks: AtomicUsize,
+    /// A thread is running the loop (`run`, `block_on`, or the thread of
+    /// `EventLoop::spawn`), so waiting on it makes sense.
+    running: AtomicBool,
+    /// `run_once` has driven the loop: a game loop steps it every frame,
+    /// so a wait between two steps is not a hang.
+    stepped: AtomicBool,
+    /// The hang warnings were logged (once per loop each).
+    warned_not_running: AtomicBool,
+    warned_in_callback: AtomicBool,
 }
 
 impl Shared {
     fn on_loop_thread(&self) -> bool {
         CURRENT_LOOP.with(|current| current.get() == self.id)
+    }
+
+    /// Logs (once per loop) a wait that cannot end: on a loop that no
+    /// thread runs, or inside a callback on the loop's own thread (where
+    /// a waiting `block_on` stops the loop that has to end the wait).
+    fn note_wait(&self) {
+        if self.on_loop_thread() {
+            if !IN_TASK.with(Cell::get) && !self.warned_in_callback.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "evstream: a future waits on event loop {} from a callback running on that \
+                     loop's own thread; if something blocks on it there (a foreign block_on), \
+                     the loop is stopped and the wait never ends. Never block in a callback: \
+                     spawn a task (LoopHandle::spawn) or hand the work to another thread",
+                    self.id
+                );
+            }
+            return;
+        }
+        if !self.running.load(Ordering::Acquire)
+            && !self.stepped.load(Ordering::Relaxed)
+            && !self.dead.load(Ordering::Acquire)
+            && !self.warned_not_running.swap(true, Ordering::Relaxed)
+        {
+            log::warn!(
+                "evstream: a future waits on event loop {}, which no thread is running; it \
+                 completes only once something runs the loop (EventLoop::run, block_on, \
+                 run_once) or if it was started with EventLoop::spawn",
+                self.id
+            );
+        }
     }
 
     /// Queues a command for the loop thread, waking it if needed.
@@ -175,6 +220,21 @@ impl LoopHandle {
         self.shared.on_loop_thread()
     }
 
+    /// Whether a thread is running the loop now ([`EventLoop::run`],
+    /// [`block_on`](EventLoop::block_on), or the thread of
+    /// [`EventLoop::spawn`], which includes the [`default_loop`]). A
+    /// future waiting on a loop that nobody runs waits until someone
+    /// does; evstream logs a warning the first time it sees one.
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// A future of this loop is about to wait (return `Pending`): log a
+    /// wait that cannot end (see `Shared::note_wait`).
+    pub(crate) fn note_wait(&self) {
+        self.shared.note_wait();
+    }
+
     /// Calls `callback` on the loop thread once `after` has passed
     /// (cl-async's `delay`). `Duration::ZERO` runs it on the next turn; a
     /// duration too long to represent as a deadline (`Duration::MAX`) means
@@ -203,7 +263,7 @@ impl LoopHandle {
     where
         F: FnOnce() + Send + 'static,
     {
-        let id = self.shared.next_timer_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_timer_id();
         let callback: Box<dyn FnOnce() + Send> = Box::new(callback);
         let _ = self
             .shared
@@ -252,6 +312,17 @@ impl LoopHandle {
         self.shared.post(Command::Call(Box::new(f)))
     }
 
+    /// Cancels a waker timer of `time` (nothing happens if it fired, or
+    /// the loop is gone).
+    pub(crate) fn cancel_waker_timer(&self, id: u64) {
+        let _ = self.shared.post(Command::CancelWakerTimer(id));
+    }
+
+    /// A fresh id for a timer of this loop.
+    pub(crate) fn next_timer_id(&self) -> u64 {
+        self.shared.next_timer_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Asks the loop to call `on_wake` of the source `id` (nothing happens
     /// if that source is gone, or the loop is).
     pub(crate) fn wake_source(&self, id: SourceId) {
@@ -291,6 +362,43 @@ impl LoopThreadGuard {
 impl Drop for LoopThreadGuard {
     fn drop(&mut self) {
         CURRENT_LOOP.with(|current| current.set(self.previous));
+    }
+}
+
+/// Marks the loop as running (see [`LoopHandle::is_running`]) for as long
+/// as it lives.
+struct RunningGuard<'a>(&'a Shared);
+
+impl<'a> RunningGuard<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        shared.running.store(true, Ordering::Release);
+        RunningGuard(shared)
+    }
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
+    }
+}
+
+/// Marks the loop thread as polling a future the loop drives (a task, the
+/// future of `block_on`) rather than running a callback.
+pub(crate) struct TaskGuard {
+    previous: bool,
+}
+
+impl TaskGuard {
+    pub(crate) fn enter() -> Self {
+        TaskGuard {
+            previous: IN_TASK.with(|flag| flag.replace(true)),
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        IN_TASK.with(|flag| flag.set(self.previous));
     }
 }
 
@@ -375,6 +483,10 @@ impl EventLoop {
             dead: AtomicBool::new(false),
             next_timer_id: AtomicU64::new(1),
             live_tasks: AtomicUsize::new(0),
+            running: AtomicBool::new(false),
+            stepped: AtomicBool::new(false),
+            warned_not_running: AtomicBool::new(false),
+            warned_in_callback: AtomicBool::new(false),
         });
         Ok(EventLoop {
             core: Core::new(shared),
@@ -409,6 +521,8 @@ impl EventLoop {
 
     fn drive(&mut self, until_idle: bool) -> io::Result<()> {
         let _guard = LoopThreadGuard::enter(self.core.shared.id);
+        let shared = self.core.shared.clone();
+        let _running = RunningGuard::enter(&shared);
         loop {
             if self.core.shared.stop.swap(false, Ordering::SeqCst) {
                 return Ok(());
@@ -431,6 +545,7 @@ impl EventLoop {
     /// Fails only if the poller itself fails.
     pub fn run_once(&mut self) -> io::Result<()> {
         let _guard = LoopThreadGuard::enter(self.core.shared.id);
+        self.core.shared.stepped.store(true, Ordering::Relaxed);
         self.core.turn(&|| true)
     }
 
@@ -456,6 +571,8 @@ impl EventLoop {
     /// ```
     pub fn block_on<F: Future>(&mut self, future: F) -> io::Result<F::Output> {
         let _guard = LoopThreadGuard::enter(self.core.shared.id);
+        let shared = self.core.shared.clone();
+        let _running = RunningGuard::enter(&shared);
         let signal = Arc::new(BlockOnWaker {
             woken: AtomicBool::new(true),
             shared: Arc::downgrade(&self.core.shared),
@@ -465,7 +582,11 @@ impl EventLoop {
         let mut future = pin!(future);
         loop {
             if signal.woken.swap(false, Ordering::SeqCst) {
-                if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                let poll = {
+                    let _task = TaskGuard::enter();
+                    future.as_mut().poll(&mut cx)
+                };
+                if let Poll::Ready(output) = poll {
                     return Ok(output);
                 }
                 // Work the future queued on this thread runs before any sleep.
@@ -503,6 +624,9 @@ impl EventLoop {
     pub fn spawn() -> io::Result<LoopHandle> {
         let mut event_loop = EventLoop::new()?;
         let handle = event_loop.handle();
+        // Running from now on: the thread is about to run it, and a wait
+        // started before it gets there is not a hang.
+        handle.shared.running.store(true, Ordering::Release);
         thread::Builder::new()
             .name("evstream-loop".into())
             .spawn(move || {

@@ -59,6 +59,7 @@ where
     runnable.schedule();
     JoinHandle {
         task: Some(task.fallible()),
+        shared: shared.clone(),
     }
 }
 
@@ -79,6 +80,7 @@ where
 /// detaches the task.
 pub struct JoinHandle<T> {
     task: Option<async_task::FallibleTask<std::result::Result<T, String>>>,
+    shared: Arc<Shared>,
 }
 
 impl<T> JoinHandle<T> {
@@ -121,7 +123,10 @@ impl<T> Future for JoinHandle<T> {
             return Poll::Ready(Err(Error::LoopStopped));
         };
         match Pin::new(task).poll(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                self.shared.note_wait();
+                Poll::Pending
+            }
             Poll::Ready(output) => {
                 self.task = None;
                 Poll::Ready(match output {

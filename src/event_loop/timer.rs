@@ -23,7 +23,13 @@ pub(crate) enum TimerTarget {
     Source { id: SourceId, token: u64 },
     /// A callback registered with `LoopHandle::delay`.
     User(u64),
+    /// A future of `time` (sleep, timeout, interval) to wake.
+    Waker(u64),
 }
+
+/// Cancelled entries are swept out of the heap once there are at least
+/// this many and they outnumber the live ones.
+const COMPACT_AT: usize = 64;
 
 /// Identifies one timer of a heap, to cancel it (never zero, so an
 /// `Option<TimerId>` is 8 bytes).
@@ -89,6 +95,16 @@ impl TimerHeap {
             // Some ids were of timers that had already fired: forget them.
             let live: HashSet<u64> = self.heap.iter().map(|Reverse(e)| e.seq).collect();
             self.cancelled.retain(|seq| live.contains(seq));
+        } else if self.cancelled.len() >= COMPACT_AT && self.cancelled.len() * 2 > self.heap.len() {
+            // Mostly cancelled entries (timeouts that did not expire, say):
+            // rebuild without them, so the heap stays as large as the
+            // live timers, not as all those set in the longest timeout.
+            let cancelled = std::mem::take(&mut self.cancelled);
+            let heap = std::mem::take(&mut self.heap);
+            self.heap = heap
+                .into_iter()
+                .filter(|Reverse(e)| !cancelled.contains(&e.seq))
+                .collect();
         }
         self.drop_cancelled_top();
     }
@@ -181,6 +197,25 @@ mod tests {
         heap.cancel(first);
         assert_eq!(heap.next_deadline(), None);
         assert!(heap.cancelled.is_empty());
+    }
+
+    #[test]
+    fn cancelled_entries_do_not_pile_up() {
+        let start = Instant::now();
+        let mut heap = TimerHeap::default();
+        let keep = heap.push(start + Duration::from_secs(1), TimerTarget::User(0));
+        for i in 0..10_000u64 {
+            // A long timeout set and cancelled, over and over.
+            let id = heap.push(start + Duration::from_secs(60), TimerTarget::Waker(i));
+            heap.cancel(id);
+        }
+        assert!(heap.len() < 2 * COMPACT_AT, "{} entries left", heap.len());
+        assert_eq!(
+            heap.pop_due(start + Duration::from_secs(1)),
+            Some(TimerTarget::User(0))
+        );
+        heap.cancel(keep);
+        assert_eq!(heap.pop_due(start + Duration::from_secs(3600)), None);
     }
 
     #[test]

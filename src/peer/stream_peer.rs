@@ -18,14 +18,24 @@ pub enum ByteOrder {
 }
 
 macro_rules! typed {
-    ($($put:ident, $get:ident, $ty:ty;)*) => {
+    ($($put:ident, $put_with:ident, $get:ident, $get_with:ident, $try_get:ident, $try_get_with:ident, $ty:ty;)*) => {
         $(
-            #[doc = concat!("Writes a `", stringify!($ty), "` in `order`, blocking like [`put_data`](StreamPeer::put_data).")]
+            #[doc = concat!("Writes a `", stringify!($ty), "` in the peer's [`byte_order`](StreamPeer::byte_order) (Godot's `put_*`), blocking like [`put_data`](StreamPeer::put_data).")]
             ///
             /// # Errors
             ///
             /// As [`put_data`](StreamPeer::put_data).
-            fn $put(&mut self, value: $ty, order: ByteOrder) -> Result<()> {
+            fn $put(&mut self, value: $ty) -> Result<()> {
+                let order = self.byte_order();
+                self.$put_with(value, order)
+            }
+
+            #[doc = concat!("Writes a `", stringify!($ty), "` in `order`.")]
+            ///
+            /// # Errors
+            ///
+            /// As [`put_data`](StreamPeer::put_data).
+            fn $put_with(&mut self, value: $ty, order: ByteOrder) -> Result<()> {
                 let bytes = match order {
                     ByteOrder::Little => value.to_le_bytes(),
                     ByteOrder::Big => value.to_be_bytes(),
@@ -33,13 +43,23 @@ macro_rules! typed {
                 self.put_data(&bytes)
             }
 
-            #[doc = concat!("Reads a `", stringify!($ty), "` in `order`, blocking like [`get_data`](StreamPeer::get_data).")]
+            #[doc = concat!("Reads a `", stringify!($ty), "` in the peer's [`byte_order`](StreamPeer::byte_order) (Godot's `get_*`), blocking like [`get_data`](StreamPeer::get_data).")]
             ///
             /// # Errors
             ///
             /// As [`get_data`](StreamPeer::get_data) — unlike Godot's
             /// getters, the end of the stream is an error, not a zero.
-            fn $get(&mut self, order: ByteOrder) -> Result<$ty> {
+            fn $get(&mut self) -> Result<$ty> {
+                let order = self.byte_order();
+                self.$get_with(order)
+            }
+
+            #[doc = concat!("Reads a `", stringify!($ty), "` in `order`.")]
+            ///
+            /// # Errors
+            ///
+            #[doc = concat!("As [`", stringify!($get), "`](StreamPeer::", stringify!($get), ").")]
+            fn $get_with(&mut self, order: ByteOrder) -> Result<$ty> {
                 let mut bytes = [0u8; std::mem::size_of::<$ty>()];
                 self.get_data(&mut bytes)?;
                 Ok(match order {
@@ -47,13 +67,43 @@ macro_rules! typed {
                     ByteOrder::Big => <$ty>::from_be_bytes(bytes),
                 })
             }
+
+            #[doc = concat!("Reads a `", stringify!($ty), "` in the peer's byte order if all its bytes are there, without waiting: `Ok(None)` (nothing consumed) when they are not yet — for a game loop that polls every frame.")]
+            ///
+            /// # Errors
+            ///
+            /// As [`try_get_data`](StreamPeer::try_get_data): the end of
+            /// the stream before the value is complete, the connection's
+            /// error.
+            fn $try_get(&mut self) -> Result<Option<$ty>> {
+                let order = self.byte_order();
+                self.$try_get_with(order)
+            }
+
+            #[doc = concat!("Reads a `", stringify!($ty), "` in `order` if all its bytes are there; see [`", stringify!($try_get), "`](StreamPeer::", stringify!($try_get), ").")]
+            ///
+            /// # Errors
+            ///
+            /// As [`try_get_data`](StreamPeer::try_get_data).
+            fn $try_get_with(&mut self, order: ByteOrder) -> Result<Option<$ty>> {
+                let mut bytes = [0u8; std::mem::size_of::<$ty>()];
+                if !self.try_get_data(&mut bytes)? {
+                    return Ok(None);
+                }
+                Ok(Some(match order {
+                    ByteOrder::Little => <$ty>::from_le_bytes(bytes),
+                    ByteOrder::Big => <$ty>::from_be_bytes(bytes),
+                }))
+            }
         )*
     };
 }
 
 /// Godot's `StreamPeer`: whole and partial reads and writes, typed values
-/// with an explicit byte order, and length-prefixed strings wire-compatible
-/// with Godot.
+/// in the peer's byte order (Godot's `big_endian` property: little-endian
+/// unless set) or an explicit one (the `_with` variants), non-blocking
+/// typed reads for game loops (`try_get_*`), and length-prefixed strings
+/// wire-compatible with Godot.
 ///
 /// Implemented for [`AsyncIoStream`] (and so for [`TcpPeer`](crate::peer::TcpPeer))
 /// and for the in-memory [`StreamPeerBuffer`].
@@ -65,20 +115,27 @@ macro_rules! typed {
 /// [`Error::WouldDeadlock`] (`SocketError::Busy`) instead, while
 /// [`put_data`](StreamPeer::put_data) queues.
 ///
+/// The byte order is per peer: [`TcpPeer`](crate::peer::TcpPeer) and
+/// [`StreamPeerBuffer`] have `set_big_endian`; an [`AsyncIoStream`] used
+/// directly as a peer is little-endian (Godot's default) — wrap it in a
+/// `TcpPeer` (`TcpPeer::from(stream)`) for another default, or use the
+/// `_with` variants.
+///
 /// # Examples
 ///
 /// ```
 /// use evstream::peer::{ByteOrder, StreamPeer, StreamPeerBuffer};
 ///
 /// let mut peer = StreamPeerBuffer::new();
-/// peer.put_u16(0x0102, ByteOrder::Big)?;
+/// peer.set_big_endian(true); // Godot's `big_endian = true`
+/// peer.put_u16(0x0102)?;
 /// peer.put_utf8_string("héllo")?;
-/// peer.put_f32(1.5, ByteOrder::Little)?;
+/// peer.put_f32_with(1.5, ByteOrder::Little)?; // an explicit order
 /// peer.seek(0);
-/// assert_eq!(peer.get_u16(ByteOrder::Big)?, 0x0102);
+/// assert_eq!(peer.get_u16()?, 0x0102);
 /// assert_eq!(peer.get_utf8_string()?, "héllo");
-/// assert_eq!(peer.get_f32(ByteOrder::Little)?, 1.5);
-/// assert!(peer.get_u8(ByteOrder::Little).is_err()); // the end is an error, not 0
+/// assert_eq!(peer.get_f32_with(ByteOrder::Little)?, 1.5);
+/// assert!(peer.get_u8().is_err()); // the end is an error, not 0
 /// # Ok::<(), evstream::Error>(())
 /// ```
 pub trait StreamPeer {
@@ -124,41 +181,81 @@ pub trait StreamPeer {
     /// `get_available_bytes`).
     fn available_bytes(&self) -> usize;
 
-    typed! {
-        put_u8, get_u8, u8;
-        put_i8, get_i8, i8;
-        put_u16, get_u16, u16;
-        put_i16, get_i16, i16;
-        put_u32, get_u32, u32;
-        put_i32, get_i32, i32;
-        put_u64, get_u64, u64;
-        put_i64, get_i64, i64;
-        put_f32, get_f32, f32;
-        put_f64, get_f64, f64;
+    /// The byte order of the typed calls without an explicit one (Godot's
+    /// `big_endian`): little-endian unless the peer was set otherwise.
+    fn byte_order(&self) -> ByteOrder {
+        ByteOrder::Little
     }
 
-    /// Writes a half-precision float given as its IEEE 754 bits (Godot's
-    /// `put_half`).
+    /// Fills all of `dst` if that many bytes are buffered, without
+    /// waiting: `Ok(true)`; `Ok(false)` (nothing consumed) when they are
+    /// not there yet. For game loops that poll every frame.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedEof`] once the stream has ended with fewer bytes
+    /// (they stay readable); the connection's error.
+    fn try_get_data(&mut self, dst: &mut [u8]) -> Result<bool> {
+        if self.available_bytes() < dst.len() {
+            return Ok(false);
+        }
+        self.get_data(dst).map(|()| true)
+    }
+
+    typed! {
+        put_u8, put_u8_with, get_u8, get_u8_with, try_get_u8, try_get_u8_with, u8;
+        put_i8, put_i8_with, get_i8, get_i8_with, try_get_i8, try_get_i8_with, i8;
+        put_u16, put_u16_with, get_u16, get_u16_with, try_get_u16, try_get_u16_with, u16;
+        put_i16, put_i16_with, get_i16, get_i16_with, try_get_i16, try_get_i16_with, i16;
+        put_u32, put_u32_with, get_u32, get_u32_with, try_get_u32, try_get_u32_with, u32;
+        put_i32, put_i32_with, get_i32, get_i32_with, try_get_i32, try_get_i32_with, i32;
+        put_u64, put_u64_with, get_u64, get_u64_with, try_get_u64, try_get_u64_with, u64;
+        put_i64, put_i64_with, get_i64, get_i64_with, try_get_i64, try_get_i64_with, i64;
+        put_f32, put_f32_with, get_f32, get_f32_with, try_get_f32, try_get_f32_with, f32;
+        put_f64, put_f64_with, get_f64, get_f64_with, try_get_f64, try_get_f64_with, f64;
+    }
+
+    /// Writes a half-precision float given as its IEEE 754 bits, in the
+    /// peer's byte order (Godot's `put_half`).
     ///
     /// # Errors
     ///
     /// As [`put_data`](StreamPeer::put_data).
-    fn put_f16_bits(&mut self, bits: u16, order: ByteOrder) -> Result<()> {
-        self.put_u16(bits, order)
+    fn put_f16_bits(&mut self, bits: u16) -> Result<()> {
+        self.put_u16(bits)
     }
 
-    /// Reads a half-precision float as its IEEE 754 bits (Godot's
-    /// `get_half`); [`f16_bits_to_f32`] converts it.
+    /// Writes a half-precision float's bits in `order`.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_data`](StreamPeer::put_data).
+    fn put_f16_bits_with(&mut self, bits: u16, order: ByteOrder) -> Result<()> {
+        self.put_u16_with(bits, order)
+    }
+
+    /// Reads a half-precision float as its IEEE 754 bits, in the peer's
+    /// byte order (Godot's `get_half`); [`f16_bits_to_f32`] converts it.
     ///
     /// # Errors
     ///
     /// As [`get_data`](StreamPeer::get_data).
-    fn get_f16_bits(&mut self, order: ByteOrder) -> Result<u16> {
-        self.get_u16(order)
+    fn get_f16_bits(&mut self) -> Result<u16> {
+        self.get_u16()
     }
 
-    /// Godot's `put_utf8_string`: a little-endian `u32` byte length, then
-    /// the UTF-8 bytes, no NUL.
+    /// Reads a half-precision float's bits in `order`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_data`](StreamPeer::get_data).
+    fn get_f16_bits_with(&mut self, order: ByteOrder) -> Result<u16> {
+        self.get_u16_with(order)
+    }
+
+    /// Godot's `put_utf8_string`: a `u32` byte length (in the peer's byte
+    /// order, as Godot writes it: little-endian by default), then the
+    /// UTF-8 bytes, no NUL.
     ///
     /// # Errors
     ///
@@ -168,13 +265,16 @@ pub trait StreamPeer {
         let len = u32::try_from(value.len())
             .map_err(|_| Error::InvalidInput("string longer than 4 GiB".into()))?;
         let mut bytes = Vec::with_capacity(4 + value.len());
-        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&match self.byte_order() {
+            ByteOrder::Little => len.to_le_bytes(),
+            ByteOrder::Big => len.to_be_bytes(),
+        });
         bytes.extend_from_slice(value.as_bytes());
         self.put_data(&bytes)
     }
 
-    /// Godot's `get_utf8_string`: a little-endian `u32` byte length, then
-    /// that many UTF-8 bytes. At most `max_len` bytes are accepted, so a
+    /// Godot's `get_utf8_string`: a `u32` byte length (in the peer's byte
+    /// order), then that many UTF-8 bytes. At most `max_len` bytes are accepted, so a
     /// hostile length cannot make the reader allocate.
     ///
     /// # Errors
@@ -182,7 +282,7 @@ pub trait StreamPeer {
     /// [`Error::InvalidData`] for a length over `max_len` or bytes that are
     /// not UTF-8; else as [`get_data`](StreamPeer::get_data).
     fn get_utf8_string_max(&mut self, max_len: usize) -> Result<String> {
-        let len = self.get_u32(ByteOrder::Little)? as usize;
+        let len = self.get_u32()? as usize;
         if len > max_len {
             return Err(Error::InvalidData(format!(
                 "string length {len} above the {max_len} byte maximum"
@@ -327,6 +427,7 @@ pub fn f32_to_f16_bits(value: f32) -> u16 {
 pub struct StreamPeerBuffer {
     data: Vec<u8>,
     position: usize,
+    order: ByteOrder,
 }
 
 impl StreamPeerBuffer {
@@ -337,7 +438,30 @@ impl StreamPeerBuffer {
 
     /// A buffer holding `data`, with the cursor at the start.
     pub fn from_vec(data: Vec<u8>) -> Self {
-        StreamPeerBuffer { data, position: 0 }
+        StreamPeerBuffer {
+            data,
+            position: 0,
+            order: ByteOrder::default(),
+        }
+    }
+
+    /// Sets the byte order of the typed calls (Godot's `big_endian`).
+    pub fn set_big_endian(&mut self, big_endian: bool) {
+        self.order = if big_endian {
+            ByteOrder::Big
+        } else {
+            ByteOrder::Little
+        };
+    }
+
+    /// Whether the typed calls are big-endian (Godot's `big_endian`).
+    pub fn is_big_endian(&self) -> bool {
+        self.order == ByteOrder::Big
+    }
+
+    /// Sets the byte order of the typed calls.
+    pub fn set_byte_order(&mut self, order: ByteOrder) {
+        self.order = order;
     }
 
     /// The whole contents (Godot's `data_array`).
@@ -446,6 +570,15 @@ impl StreamPeer for StreamPeerBuffer {
         String::from_utf8(bytes)
             .map_err(|err| Error::InvalidData(format!("string is not UTF-8: {err}")))
     }
+
+    fn byte_order(&self) -> ByteOrder {
+        self.order
+    }
+
+    fn try_get_data(&mut self, dst: &mut [u8]) -> Result<bool> {
+        // An in-memory buffer never gets more: a short one is at its end.
+        self.get_data(dst).map(|()| true)
+    }
 }
 
 /// Runs `future` on this thread unless `on_loop_thread`, where waiting
@@ -509,6 +642,25 @@ impl StreamPeer for AsyncIoStream {
     fn available_bytes(&self) -> usize {
         self.available()
     }
+
+    fn try_get_data(&mut self, dst: &mut [u8]) -> Result<bool> {
+        let available = self.available();
+        if available >= dst.len() {
+            // Enough is buffered: no waiting, on any thread.
+            return self.get_data(dst).map(|()| true);
+        }
+        let socket = self.socket();
+        if let Some(err) = socket.error() {
+            return Err(err);
+        }
+        if socket.is_eof() || socket.is_closed() {
+            return Err(Error::UnexpectedEof {
+                needed: dst.len(),
+                received: available,
+            });
+        }
+        Ok(false)
+    }
 }
 
 #[cfg(test)]
@@ -519,31 +671,31 @@ mod tests {
     fn every_typed_value_round_trips_in_both_orders() {
         for order in [ByteOrder::Little, ByteOrder::Big] {
             let mut peer = StreamPeerBuffer::new();
-            peer.put_u8(0xfe, order).unwrap();
-            peer.put_i8(-2, order).unwrap();
-            peer.put_u16(0xbeef, order).unwrap();
-            peer.put_i16(-2, order).unwrap();
-            peer.put_u32(0xdead_beef, order).unwrap();
-            peer.put_i32(-3, order).unwrap();
-            peer.put_u64(u64::MAX - 1, order).unwrap();
-            peer.put_i64(i64::MIN, order).unwrap();
-            peer.put_f32(-0.25, order).unwrap();
-            peer.put_f64(1e300, order).unwrap();
-            peer.put_f16_bits(0x3c00, order).unwrap();
+            peer.put_u8_with(0xfe, order).unwrap();
+            peer.put_i8_with(-2, order).unwrap();
+            peer.put_u16_with(0xbeef, order).unwrap();
+            peer.put_i16_with(-2, order).unwrap();
+            peer.put_u32_with(0xdead_beef, order).unwrap();
+            peer.put_i32_with(-3, order).unwrap();
+            peer.put_u64_with(u64::MAX - 1, order).unwrap();
+            peer.put_i64_with(i64::MIN, order).unwrap();
+            peer.put_f32_with(-0.25, order).unwrap();
+            peer.put_f64_with(1e300, order).unwrap();
+            peer.put_f16_bits_with(0x3c00, order).unwrap();
             peer.seek(0);
-            assert_eq!(peer.get_u8(order).unwrap(), 0xfe);
-            assert_eq!(peer.get_i8(order).unwrap(), -2);
-            assert_eq!(peer.get_u16(order).unwrap(), 0xbeef);
-            assert_eq!(peer.get_i16(order).unwrap(), -2);
-            assert_eq!(peer.get_u32(order).unwrap(), 0xdead_beef);
-            assert_eq!(peer.get_i32(order).unwrap(), -3);
-            assert_eq!(peer.get_u64(order).unwrap(), u64::MAX - 1);
-            assert_eq!(peer.get_i64(order).unwrap(), i64::MIN);
-            assert_eq!(peer.get_f32(order).unwrap(), -0.25);
-            assert_eq!(peer.get_f64(order).unwrap(), 1e300);
-            assert_eq!(f16_bits_to_f32(peer.get_f16_bits(order).unwrap()), 1.0);
+            assert_eq!(peer.get_u8_with(order).unwrap(), 0xfe);
+            assert_eq!(peer.get_i8_with(order).unwrap(), -2);
+            assert_eq!(peer.get_u16_with(order).unwrap(), 0xbeef);
+            assert_eq!(peer.get_i16_with(order).unwrap(), -2);
+            assert_eq!(peer.get_u32_with(order).unwrap(), 0xdead_beef);
+            assert_eq!(peer.get_i32_with(order).unwrap(), -3);
+            assert_eq!(peer.get_u64_with(order).unwrap(), u64::MAX - 1);
+            assert_eq!(peer.get_i64_with(order).unwrap(), i64::MIN);
+            assert_eq!(peer.get_f32_with(order).unwrap(), -0.25);
+            assert_eq!(peer.get_f64_with(order).unwrap(), 1e300);
+            assert_eq!(f16_bits_to_f32(peer.get_f16_bits_with(order).unwrap()), 1.0);
             assert!(matches!(
-                peer.get_u32(order),
+                peer.get_u32_with(order),
                 Err(Error::UnexpectedEof {
                     needed: 4,
                     received: 0
@@ -555,9 +707,37 @@ mod tests {
     #[test]
     fn byte_order_is_the_one_asked_for() {
         let mut peer = StreamPeerBuffer::new();
-        peer.put_u32(0x0102_0304, ByteOrder::Big).unwrap();
-        peer.put_u32(0x0102_0304, ByteOrder::Little).unwrap();
+        peer.put_u32_with(0x0102_0304, ByteOrder::Big).unwrap();
+        peer.put_u32_with(0x0102_0304, ByteOrder::Little).unwrap();
         assert_eq!(peer.data(), [1, 2, 3, 4, 4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn the_peer_byte_order_applies_to_calls_without_one() {
+        let mut peer = StreamPeerBuffer::new();
+        assert!(!peer.is_big_endian(), "Godot's default is little-endian");
+        peer.put_u16(0x0102).unwrap();
+        peer.set_big_endian(true);
+        peer.put_u16(0x0102).unwrap();
+        peer.put_utf8_string("a").unwrap();
+        assert_eq!(peer.data(), [2, 1, 1, 2, 0, 0, 0, 1, b'a']);
+        peer.seek(2);
+        assert_eq!(peer.get_u16().unwrap(), 0x0102);
+        assert_eq!(peer.get_utf8_string().unwrap(), "a");
+    }
+
+    #[test]
+    fn try_get_takes_nothing_until_the_value_is_whole() {
+        let mut peer = StreamPeerBuffer::from_vec(vec![1, 2, 3]);
+        assert!(matches!(
+            peer.try_get_u32(),
+            Err(Error::UnexpectedEof {
+                needed: 4,
+                received: 3
+            })
+        ));
+        assert_eq!(peer.available_bytes(), 3, "nothing was taken");
+        assert_eq!(peer.try_get_u16_with(ByteOrder::Big).unwrap(), Some(0x0102));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use super::StreamPeer;
+use super::{ByteOrder, StreamPeer};
 use crate::error::{Error, Result};
 use crate::event_loop::{default_loop, LoopHandle};
 use crate::stream::{AsyncIoStream, StreamOptions};
@@ -61,6 +61,7 @@ pub struct TcpPeer {
     handle: LoopHandle,
     bind: Option<SocketAddr>,
     nodelay: bool,
+    order: ByteOrder,
     stream: Option<AsyncIoStream>,
 }
 
@@ -82,6 +83,7 @@ impl TcpPeer {
             handle,
             bind: None,
             nodelay: true,
+            order: ByteOrder::default(),
             stream: None,
         }
     }
@@ -91,8 +93,29 @@ impl TcpPeer {
             handle,
             bind: None,
             nodelay: true,
+            order: ByteOrder::default(),
             stream: Some(stream),
         }
+    }
+
+    /// Sets the byte order of the typed calls without an explicit one
+    /// (Godot's `big_endian`; little-endian by default).
+    pub fn set_big_endian(&mut self, big_endian: bool) {
+        self.order = if big_endian {
+            ByteOrder::Big
+        } else {
+            ByteOrder::Little
+        };
+    }
+
+    /// Whether the typed calls are big-endian (Godot's `big_endian`).
+    pub fn is_big_endian(&self) -> bool {
+        self.order == ByteOrder::Big
+    }
+
+    /// Sets the byte order of the typed calls.
+    pub fn set_byte_order(&mut self, order: ByteOrder) {
+        self.order = order;
     }
 
     /// Sets the source address of the next connection (Godot's
@@ -187,12 +210,14 @@ impl TcpPeer {
     pub fn local_port(&self) -> u16 {
         self.stream
             .as_ref()
-            .and_then(|stream| stream.local_addr())
+            .and_then(|stream| stream.local_addr().ok())
             .map_or(0, |addr| addr.port())
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
-        self.stream.as_ref().and_then(|stream| stream.peer_addr())
+        self.stream
+            .as_ref()
+            .and_then(|stream| stream.peer_addr().ok())
     }
 
     /// `TCP_NODELAY` (Godot's `set_no_delay`); applied now if connected, and
@@ -213,7 +238,7 @@ impl TcpPeer {
     /// returns to [`PeerStatus::None`] (Godot's `disconnect_from_host`).
     pub fn disconnect_from_host(&mut self) {
         if let Some(stream) = self.stream.take() {
-            stream.close();
+            stream.close_connection();
         }
     }
 
@@ -246,6 +271,22 @@ impl StreamPeer for TcpPeer {
 
     fn available_bytes(&self) -> usize {
         self.stream.as_ref().map_or(0, |stream| stream.available())
+    }
+
+    fn byte_order(&self) -> ByteOrder {
+        self.order
+    }
+
+    fn try_get_data(&mut self, dst: &mut [u8]) -> Result<bool> {
+        self.connected()?.try_get_data(dst)
+    }
+}
+
+/// A peer over a connected stream (one from `accept()`, say), on the
+/// stream's loop: for the poll-style calls and a per-peer byte order.
+impl From<AsyncIoStream> for TcpPeer {
+    fn from(stream: AsyncIoStream) -> Self {
+        TcpPeer::from_stream(stream.socket().loop_handle().clone(), stream)
     }
 }
 
@@ -343,7 +384,7 @@ impl TcpPeerServer {
                 stream.socket().abort();
             } else {
                 // Accepted as the server stopped.
-                stream.close();
+                stream.close_connection();
             }
         });
         let server = TcpServer::bind(&self.handle, addr, ServerOptions::new().connection(options))?;
@@ -387,7 +428,7 @@ impl TcpPeerServer {
             std::mem::take(&mut pending.streams)
         };
         for stream in waiting {
-            stream.close();
+            stream.close_connection();
         }
     }
 }

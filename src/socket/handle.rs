@@ -184,7 +184,14 @@ impl Socket {
     ///
     /// Cancel safe: it only waits; the bytes are sent either way.
     pub async fn sent(&self, offset: u64) -> Result<()> {
-        std::future::poll_fn(|cx| self.poll_sent(offset, cx.waker())).await
+        std::future::poll_fn(|cx| {
+            let poll = self.poll_sent(offset, cx.waker());
+            if poll.is_pending() {
+                self.loop_handle().note_wait();
+            }
+            poll
+        })
+        .await
     }
 
     /// Closes the connection gracefully: queued output is flushed, then FIN
@@ -374,6 +381,28 @@ impl Socket {
         }
     }
 
+    /// Whether `TCP_NODELAY` is set on the connected socket (always true
+    /// over a Unix domain socket).
+    ///
+    /// # Errors
+    ///
+    /// As [`set_nodelay`](Socket::set_nodelay).
+    pub fn nodelay(&self) -> Result<bool> {
+        let stream = lock(&self.conn.output).stream.clone();
+        match stream {
+            Some(stream) => stream.nodelay().map_err(Error::from),
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// Whether the connection is over a Unix domain socket (known once
+    /// connected).
+    pub(crate) fn is_unix(&self) -> bool {
+        self.conn
+            .cold_if_any()
+            .is_some_and(|cold| cold.unix_paths.get().is_some())
+    }
+
     /// Whether the peer has sent FIN.
     pub fn is_eof(&self) -> bool {
         lock(&self.conn.input).eof
@@ -402,7 +431,14 @@ impl Socket {
     ///
     /// Cancel safe: it only waits.
     pub async fn closed(&self) {
-        std::future::poll_fn(|cx| self.poll_released(cx.waker())).await
+        std::future::poll_fn(|cx| {
+            let poll = self.poll_released(cx.waker());
+            if poll.is_pending() {
+                self.loop_handle().note_wait();
+            }
+            poll
+        })
+        .await
     }
 
     /// Whether a read is waiting for bytes on this connection: an

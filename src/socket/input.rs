@@ -263,6 +263,19 @@ impl Socket {
         })
     }
 
+    /// `Ready` once bytes are buffered, or at the end or an error (the
+    /// error is reported only once nothing is buffered); `Pending` with
+    /// `waker` stored otherwise. Takes nothing.
+    pub(crate) fn poll_readable(&self, waker: &Waker) -> Poll<io::Result<()>> {
+        self.conn().with_input(|input| {
+            if input.buf.is_empty() {
+                input.poll_more(Some(waker))
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        })
+    }
+
     /// Copies buffered input into `dst` without taking it.
     pub(crate) fn peek_input(&self, dst: &mut [u8]) -> usize {
         lock(&self.conn().input).buf.copy_out(dst)

@@ -1,17 +1,35 @@
 //! The loop side of a listening socket: accepting connections and handing
-//! each to its own driver.
+//! each to its own driver — and, for a server without callbacks, the
+//! bounded queue where accepted connections wait for `accept()`.
+//!
+//! # Two modes
+//!
+//! A server whose connection options have callbacks hands every
+//! connection to them (callback mode: the connections' lifetime is
+//! explicit). A server without callbacks is in *accept mode*: each
+//! connection is queued, with a handle that keeps it open, until the
+//! application takes it with `accept()`. The queue holds at most the
+//! server's backlog; when it is full the acceptor stops taking connections
+//! from the kernel (which then queues them in its own listen backlog and,
+//! past that, makes clients wait), and starts again when the application
+//! takes one. Memory stays bounded by configuration whatever the clients
+//! do.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use super::connect::{accepted, Setup};
-use super::NetListener;
+use super::protocol::Wakers;
+use super::{NetListener, Socket};
 use crate::error::{Error, Result};
 use crate::event_loop::{Core, LoopHandle, Readiness, Registration, Source, SourceId, Step};
+use crate::sync::lock;
 
 /// After an accept error such as EMFILE, try again after this long: the
 /// edge that announced the waiting connections has been consumed.
@@ -28,6 +46,58 @@ pub(crate) struct ListenerShared {
     local_path: Option<PathBuf>,
     source: AtomicU64,
     closed: AtomicBool,
+    /// The accept queue of a server without callbacks; `None` in callback
+    /// mode.
+    queue: Option<Mutex<AcceptQueue>>,
+    /// User handles alive ([`ServerHandle`]s): an accept-mode server is
+    /// closed when the last one goes, since nobody could accept any more.
+    handles: AtomicUsize,
+}
+
+/// Accepted connections waiting for `accept()`.
+struct AcceptQueue {
+    ready: VecDeque<(Socket, Option<SocketAddr>)>,
+    capacity: usize,
+    /// The acceptor stopped taking connections from the kernel because
+    /// the queue was full; taking one must wake it.
+    paused: bool,
+    /// Why no connection will come any more (the server closed, its loop
+    /// stopped).
+    ended: Option<Error>,
+    wakers: Wakers,
+}
+
+impl AcceptQueue {
+    fn is_full(&self) -> bool {
+        self.ready.len() >= self.capacity
+    }
+}
+
+/// A user's handle to a server (what `TcpServer` and `UnixServer` wrap):
+/// the last one dropped closes a server in accept mode.
+pub(crate) struct ServerHandle(Arc<ListenerShared>);
+
+impl ServerHandle {
+    pub(crate) fn new(shared: Arc<ListenerShared>) -> Self {
+        shared.handles.fetch_add(1, Ordering::AcqRel);
+        ServerHandle(shared)
+    }
+}
+
+impl std::ops::Deref for ServerHandle {
+    type Target = Arc<ListenerShared>;
+    fn deref(&self) -> &Arc<ListenerShared> {
+        &self.0
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let remaining = self.0.handles.fetch_sub(1, Ordering::AcqRel) - 1;
+        if remaining == 0 && self.0.queue.is_some() {
+            self.0.close();
+        }
+    }
 }
 
 impl ListenerShared {
@@ -51,6 +121,9 @@ impl ListenerShared {
     }
 
     /// Stops accepting and releases the listening socket. Idempotent.
+    /// Connections waiting in the accept queue are closed (gracefully: no
+    /// handle to them was handed out), and waiting `accept()`s fail with
+    /// [`Error::Closed`].
     pub(crate) fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
             let token = self.source.load(Ordering::SeqCst);
@@ -58,11 +131,103 @@ impl ListenerShared {
                 self.handle.wake_source(SourceId::from_token(token));
             }
         }
+        self.end_queue(Error::Closed);
+    }
+
+    /// No connection will be queued any more: fail waiting `accept()`s with
+    /// `reason`, and close the connections nobody took.
+    fn end_queue(&self, reason: Error) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let (waiting, wakers) = {
+            let mut queue = lock(queue);
+            if queue.ended.is_none() {
+                queue.ended = Some(reason);
+            }
+            (std::mem::take(&mut queue.ready), queue.wakers.take())
+        };
+        // Dropped unlocked: the last handle of each closes it.
+        drop(waiting);
+        wakers.wake_all();
+    }
+
+    /// Whether the server queues its connections for `accept()` (it has no
+    /// callbacks).
+    pub(crate) fn is_accept_mode(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Takes the oldest queued connection once it is open, or `Pending`
+    /// with `waker` stored. A connection that failed before it opened is
+    /// skipped. Cancel safe: a connection leaves the queue only here, when
+    /// it is returned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a server in callback mode;
+    /// [`Error::Closed`] once the server is closed, [`Error::LoopStopped`]
+    /// if its loop stopped.
+    pub(crate) fn poll_accept(&self, waker: &Waker) -> Poll<Result<(Socket, Option<SocketAddr>)>> {
+        let Some(queue) = &self.queue else {
+            return Poll::Ready(Err(Error::InvalidInput(
+                "this server hands its connections to its callbacks; bind one without \
+                 callbacks to accept()"
+                    .into(),
+            )));
+        };
+        loop {
+            let mut q = lock(queue);
+            if let Some(reason) = &q.ended {
+                return Poll::Ready(Err(reason.clone()));
+            }
+            // Registered with the queue in every case: a newer connection,
+            // or the front one taken by another `accept()`, wakes it.
+            q.wakers.register(waker);
+            let Some((front, _)) = q.ready.front() else {
+                return Poll::Pending;
+            };
+            let opened = front.poll_connected(waker);
+            if opened.is_pending() {
+                return Poll::Pending;
+            }
+            let (socket, peer) = q.ready.pop_front().expect("the front is there");
+            let resume = std::mem::take(&mut q.paused);
+            let others = if q.ready.is_empty() {
+                Wakers::default()
+            } else {
+                q.wakers.take()
+            };
+            drop(q);
+            if resume {
+                // The acceptor stopped at a full queue: there is room now.
+                let token = self.source.load(Ordering::SeqCst);
+                if token != UNREGISTERED {
+                    self.handle.wake_source(SourceId::from_token(token));
+                }
+            }
+            others.wake_all();
+            match opened {
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok((socket, peer))),
+                Poll::Ready(Err(err)) => {
+                    log::debug!("evstream: an accepted connection failed before accept(): {err}");
+                }
+                Poll::Pending => unreachable!("checked above"),
+            }
+        }
+    }
+
+    /// How many accepted connections wait for `accept()`.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue
+            .as_ref()
+            .map_or(0, |queue| lock(queue).ready.len())
     }
 }
 
 /// Registers `listener` on `handle`'s loop and starts accepting, each
-/// accepted connection made from `setup`.
+/// accepted connection made from `setup`: handed to its callbacks if it
+/// has any, else queued for `accept()` (at most `backlog` at a time).
 ///
 /// # Errors
 ///
@@ -73,14 +238,27 @@ pub(crate) fn listen(
     local_addr: Option<SocketAddr>,
     local_path: Option<PathBuf>,
     setup: Setup,
-) -> Result<Arc<ListenerShared>> {
+    backlog: usize,
+) -> Result<ServerHandle> {
+    let queue = (!setup.callbacks.any()).then(|| {
+        Mutex::new(AcceptQueue {
+            ready: VecDeque::new(),
+            capacity: backlog.max(1),
+            paused: false,
+            ended: None,
+            wakers: Wakers::default(),
+        })
+    });
     let shared = Arc::new(ListenerShared {
         handle: handle.clone(),
         local_addr,
         local_path,
         source: AtomicU64::new(UNREGISTERED),
         closed: AtomicBool::new(false),
+        queue,
+        handles: AtomicUsize::new(0),
     });
+    let user = ServerHandle::new(shared.clone());
     let server = shared.clone();
     handle.call(move |core| {
         let id = core.reserve();
@@ -102,11 +280,12 @@ pub(crate) fn listen(
             Err(err) => {
                 log::error!("evstream: cannot register a server socket: {err}");
                 server.closed.store(true, Ordering::SeqCst);
+                server.end_queue(Error::from(err));
                 core.unreserve(id);
             }
         }
     })?;
-    Ok(shared)
+    Ok(user)
 }
 
 /// The loop-side half of a server.
@@ -120,8 +299,38 @@ struct Acceptor {
 impl Acceptor {
     fn accept_all(&mut self, core: &mut Core, id: SourceId) {
         loop {
+            if let Some(queue) = &self.shared.queue {
+                let mut queue = lock(queue);
+                if queue.is_full() {
+                    // Leave the rest in the kernel's backlog until the
+                    // application takes one (which wakes this source).
+                    queue.paused = true;
+                    return;
+                }
+            }
             match self.registration.source().accept() {
-                Ok((stream, peer)) => accepted(core, &self.shared, &self.setup, stream, peer),
+                Ok((stream, peer)) => {
+                    let conn = accepted(core, &self.shared, &self.setup, stream, peer);
+                    if let Some(queue) = &self.shared.queue {
+                        // The handle exists before the driver first runs,
+                        // so the connection stays open for `accept()`.
+                        let socket = Socket::from_conn(conn);
+                        let wakers = {
+                            let mut queue = lock(queue);
+                            if queue.ended.is_some() {
+                                None
+                            } else {
+                                queue.ready.push_back((socket, peer));
+                                Some(queue.wakers.take())
+                            }
+                        };
+                        // (A server closed meanwhile: the socket was
+                        // dropped above, which closes it.)
+                        if let Some(wakers) = wakers {
+                            wakers.wake_all();
+                        }
+                    }
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err)
                     if matches!(
@@ -177,5 +386,6 @@ impl Source for Acceptor {
     fn abandon(&mut self, reason: Error) {
         log::debug!("evstream: server abandoned: {reason}");
         self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.end_queue(reason);
     }
 }

@@ -7,7 +7,6 @@ use std::future::poll_fn;
 use std::task::Poll;
 
 use bytes::Bytes;
-use loom::sync::atomic::AtomicBool;
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
@@ -90,22 +89,35 @@ fn loom_a_reader_never_misses_an_append() {
 /// clears it, so idle connections skip the lock).
 #[test]
 fn loom_a_writable_edge_after_a_refused_write_finds_output_pending() {
-    use std::sync::atomic::Ordering::SeqCst;
     loom::model(|| {
         let flags = Arc::new(Flags::new(0));
         // (queued bytes, awaiting writable), under the output lock.
         let output = Arc::new(Mutex::new((0usize, false)));
-        // The kernel: full at first; it refuses a write, then drains and
-        // raises one writable edge.
-        let refused = Arc::new(AtomicBool::new(false));
-        let edge = Arc::new(AtomicBool::new(false));
+        // The kernel's one writable edge, raised once it has refused a
+        // write and drained; the loop takes it to handle it (epoll hands
+        // each edge out once, under its own lock).
+        let edge = Arc::new(Mutex::new(false));
+        // What the loop does with an edge: flush only if output is pending.
+        let handle_edge = {
+            let (flags, output, edge) = (flags.clone(), output.clone(), edge.clone());
+            move || {
+                let raised = std::mem::take(&mut *edge.lock().unwrap());
+                if raised && flags.get(OUTPUT_PENDING) {
+                    let mut out = output.lock().unwrap();
+                    out.0 = 0;
+                    out.1 = false;
+                    flags.clear(OUTPUT_PENDING);
+                }
+            }
+        };
         let writer = {
-            let (flags, output, refused) = (flags.clone(), output.clone(), refused.clone());
+            let (flags, output, edge) = (flags.clone(), output.clone(), edge.clone());
             thread::spawn(move || {
                 let mut out = output.lock().unwrap();
                 flags.set(OUTPUT_PENDING);
-                // The direct write's system call, refused.
-                refused.store(true, SeqCst);
+                // The direct write's system call, refused; the kernel may
+                // raise the edge at any point from here on.
+                *edge.lock().unwrap() = true;
                 out.0 += 10;
                 out.1 = true;
                 if out.0 == 0 && !out.1 {
@@ -113,27 +125,17 @@ fn loom_a_writable_edge_after_a_refused_write_finds_output_pending() {
                 }
             })
         };
-        let kernel = {
-            let (refused, edge) = (refused.clone(), edge.clone());
-            thread::spawn(move || {
-                while !refused.load(SeqCst) {
-                    thread::yield_now();
-                }
-                edge.store(true, SeqCst);
-            })
+        // The loop looks once while the writer runs (it may find no edge
+        // yet, or one raised mid-write)…
+        let looper = {
+            let handle_edge = handle_edge.clone();
+            thread::spawn(move || handle_edge())
         };
-        // The loop: on the edge, flush only if output is pending.
-        while !edge.load(SeqCst) {
-            thread::yield_now();
-        }
-        if flags.get(OUTPUT_PENDING) {
-            let mut out = output.lock().unwrap();
-            out.0 = 0;
-            out.1 = false;
-            flags.clear(OUTPUT_PENDING);
-        }
         writer.join().unwrap();
-        kernel.join().unwrap();
+        looper.join().unwrap();
+        // …and handles any edge still raised on its next turn.
+        handle_edge();
+        assert!(!*edge.lock().unwrap(), "an edge was never handled");
         assert_eq!(output.lock().unwrap().0, 0, "the edge skipped the flush");
     });
 }

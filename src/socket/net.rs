@@ -75,6 +75,14 @@ impl NetStream {
         }
     }
 
+    pub(crate) fn nodelay(&self) -> io::Result<bool> {
+        match self {
+            NetStream::Tcp(s) => s.nodelay(),
+            // A local socket never delays.
+            NetStream::Unix(_) => Ok(true),
+        }
+    }
+
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             NetStream::Tcp(s) => s.shutdown(how),

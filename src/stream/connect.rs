@@ -2,36 +2,70 @@
 //! callback API (the [`StreamOptions`] extension of [`TcpOptions`]).
 
 use std::future::poll_fn;
-use std::net::SocketAddr;
 
 use super::mode::Duplex;
 use super::{AsyncIoStream, EvStream};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event_loop::{default_loop, LoopHandle};
-use crate::tcp::{tcp_connect, unix_connect, TcpOptions};
+use crate::socket::Socket;
+use crate::tcp::{dest_of, tcp_connect_dest, unix_connect, TcpOptions, ToSocketAddrs};
 
 impl EvStream<Duplex> {
-    /// Connects to `addr` (`"host:port"`, `"[v6]:port"`) on the default
-    /// loop, which starts on a background thread on first use, and
-    /// completes once connected — the one-line way in for a user with no
-    /// loop of their own.
+    /// Connects to `addr` on the [default loop](crate::default_loop) and
+    /// completes once connected: tokio's `TcpStream::connect(addr).await`.
+    ///
+    /// `addr` is anything std's `ToSocketAddrs` takes (see evstream's
+    /// [`ToSocketAddrs`]): `"host:port"`, `"[v6]:port"`, `(host, port)`, a
+    /// `SocketAddr`, a slice of them… A host name is resolved off the
+    /// caller's thread (evstream's resolver pool), and every address is
+    /// tried in order until one accepts. The default loop starts on a
+    /// background thread on first use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let port = listener.local_addr()?.port();
+    /// futures_lite::future::block_on(async {
+    ///     let stream = evstream::AsyncIoStream::connect(("localhost", port)).await?;
+    ///     assert_eq!(stream.peer_addr()?.port(), port);
+    ///     Ok::<(), Box<dyn std::error::Error>>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for an address without a port,
-    /// [`Error::Resolve`], [`Error::Refused`], [`Error::TimedOut`]…
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for an address
+    /// without a port, [`Error::Resolve`](crate::Error::Resolve),
+    /// [`Error::Refused`](crate::Error::Refused),
+    /// [`Error::TimedOut`](crate::Error::TimedOut) (30 s by default)…
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future drops the half-made connection,
     /// which is then closed.
-    pub async fn connect(addr: &str) -> Result<AsyncIoStream> {
-        let (host, port) = split_host_port(addr)?;
-        Self::connect_with(&default_loop(), host, port, TcpOptions::new()).await
+    pub async fn connect(addr: impl ToSocketAddrs) -> Result<AsyncIoStream> {
+        Self::connect_on(&default_loop(), addr, TcpOptions::new()).await
     }
 
-    /// Connects to `host:port` on `handle`'s loop with `options` (which must
-    /// not set a drain-mode `read_cb`) and completes once connected.
+    /// Connects to `addr` on the default loop with `options` (timeouts,
+    /// watermarks, `bind`, `data`…, but no drain-mode `read_cb`) and
+    /// completes once connected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use evstream::{AsyncIoStream, TcpOptions};
+    ///
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// let options = TcpOptions::new().connect_timeout(Duration::from_secs(5));
+    /// let stream = futures_lite::future::block_on(AsyncIoStream::connect_with(addr, options))?;
+    /// # drop(stream);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -41,14 +75,30 @@ impl EvStream<Duplex> {
     ///
     /// Cancel safe, as [`connect`](AsyncIoStream::connect).
     pub async fn connect_with(
-        handle: &LoopHandle,
-        host: &str,
-        port: u16,
+        addr: impl ToSocketAddrs,
         options: TcpOptions,
     ) -> Result<AsyncIoStream> {
-        let socket = tcp_connect(handle, host, port, options.dont_drain(true))?;
-        poll_fn(|cx| socket.poll_connected(cx.waker())).await?;
-        Ok(AsyncIoStream::new(socket))
+        Self::connect_on(&default_loop(), addr, options).await
+    }
+
+    /// Connects to `addr` on `handle`'s loop with `options` (which must not
+    /// set a drain-mode `read_cb`) and completes once connected.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`](AsyncIoStream::connect_with).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`connect`](AsyncIoStream::connect).
+    pub async fn connect_on(
+        handle: &LoopHandle,
+        addr: impl ToSocketAddrs,
+        options: TcpOptions,
+    ) -> Result<AsyncIoStream> {
+        let dest = dest_of(&addr)?;
+        let socket = tcp_connect_dest(handle, dest, options.dont_drain(true))?;
+        Self::connected(socket).await
     }
 
     /// Connects to the Unix domain socket at `path` on the default loop and
@@ -58,46 +108,28 @@ impl EvStream<Duplex> {
     /// # Errors
     ///
     /// `Error::Io` (`NotFound`) when nothing is at `path`,
-    /// [`Error::Refused`] when nothing listens there.
+    /// [`Error::Refused`](crate::Error::Refused) when nothing listens there.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe, as [`connect`](AsyncIoStream::connect).
     pub async fn connect_unix(path: impl AsRef<std::path::Path>) -> Result<AsyncIoStream> {
         let socket = unix_connect(&default_loop(), path, TcpOptions::new().stream(true))?;
-        poll_fn(|cx| socket.poll_connected(cx.waker())).await?;
+        Self::connected(socket).await
+    }
+
+    /// The stream of `socket`, once it is connected.
+    async fn connected(socket: Socket) -> Result<AsyncIoStream> {
+        poll_fn(|cx| {
+            let poll = socket.poll_connected(cx.waker());
+            if poll.is_pending() {
+                socket.loop_handle().note_wait();
+            }
+            poll
+        })
+        .await?;
         Ok(AsyncIoStream::new(socket))
     }
-
-    /// The peer's address.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.socket.peer_addr()
-    }
-
-    /// This side's address.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.socket.local_addr()
-    }
-
-    /// Closes the whole connection gracefully (flush, FIN, release); see
-    /// [`Socket::close`](crate::Socket::close). To shut down only the write
-    /// side, use `AsyncWriteExt::close` or
-    /// [`Socket::shutdown_write`](crate::Socket::shutdown_write).
-    pub fn close(&self) {
-        self.socket.close();
-    }
-}
-
-/// Splits `"host:port"` or `"[v6]:port"`.
-pub(super) fn split_host_port(addr: &str) -> Result<(&str, u16)> {
-    let invalid = || Error::InvalidInput(format!("{addr:?} is not host:port"));
-    let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
-    let port = port.parse().map_err(|_| invalid())?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    Ok((host, port))
 }
 
 /// Stream mode for the callback API: callbacks that receive the
@@ -127,19 +159,5 @@ impl StreamOptions for TcpOptions {
     fn stream_connect_cb(self, callback: impl Fn(AsyncIoStream) + Send + Sync + 'static) -> Self {
         self.dont_drain(true)
             .connect_cb(move |socket| callback(AsyncIoStream::new(socket.clone())))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_port_parsing() {
-        assert_eq!(split_host_port("localhost:80").unwrap(), ("localhost", 80));
-        assert_eq!(split_host_port("[::1]:8080").unwrap(), ("::1", 8080));
-        assert_eq!(split_host_port("127.0.0.1:1").unwrap(), ("127.0.0.1", 1));
-        assert!(split_host_port("nohost").is_err());
-        assert!(split_host_port("host:notaport").is_err());
     }
 }

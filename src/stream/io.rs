@@ -7,13 +7,24 @@ use std::task::{Context, Poll, Waker};
 
 use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 
-use super::mode::{Readable, Writable};
+use super::mode::{Mode, Readable, Writable};
 use super::EvStream;
+
+impl<M: Mode> EvStream<M> {
+    /// Passes `poll` on, noting a wait (a hang the loop can detect is
+    /// logged: see `LoopHandle::note_wait`).
+    pub(super) fn noting_wait<T>(&self, poll: Poll<T>) -> Poll<T> {
+        if poll.is_pending() {
+            self.socket.loop_handle().note_wait();
+        }
+        poll
+    }
+}
 
 impl<M: Readable> EvStream<M> {
     /// The read rules of the contract, shared by `Read` (no waker: `Pending`
     /// becomes `WouldBlock`) and `AsyncRead`.
-    fn poll_read_inner(
+    pub(super) fn poll_read_inner(
         &mut self,
         waker: Option<&Waker>,
         dst: &mut [u8],
@@ -30,7 +41,7 @@ impl<M: Readable> EvStream<M> {
         self.socket.poll_read(dst, waker)
     }
 
-    fn poll_fill_buf_inner(&mut self, waker: Option<&Waker>) -> Poll<io::Result<&[u8]>> {
+    pub(super) fn poll_fill_buf_inner(&mut self, waker: Option<&Waker>) -> Poll<io::Result<&[u8]>> {
         if self.lent.is_empty() {
             match self.socket.poll_lend(waker) {
                 Poll::Ready(Ok(lent)) => self.lent = lent,
@@ -47,9 +58,10 @@ impl<M: Readable> EvStream<M> {
         self.socket.input_buffer_len()
     }
 
-    /// Copies ready bytes into `dst` without taking them; returns how many
-    /// were copied.
-    pub fn peek(&self, dst: &mut [u8]) -> usize {
+    /// Copies ready bytes into `dst` without taking them and without
+    /// waiting; returns how many were copied (0 when none are buffered).
+    /// The async [`peek`](EvStream::peek) waits for some.
+    pub fn peek_buffered(&self, dst: &mut [u8]) -> usize {
         let lent = self.lent.bytes();
         let from_lent = dst.len().min(lent.len());
         dst[..from_lent].copy_from_slice(&lent[..from_lent]);
@@ -84,14 +96,23 @@ impl<M: Readable> AsyncRead for EvStream<M> {
         cx: &mut Context<'_>,
         dst: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_read_inner(Some(cx.waker()), dst)
+        let this = self.get_mut();
+        let poll = this.poll_read_inner(Some(cx.waker()), dst);
+        this.noting_wait(poll)
     }
 }
 
 impl<M: Readable> AsyncBufRead for EvStream<M> {
     /// Lends the front received chunk without copying.
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        self.get_mut().poll_fill_buf_inner(Some(cx.waker()))
+        let this = self.get_mut();
+        if this.lent.is_empty() {
+            let ready = this.poll_fill_buf_inner(Some(cx.waker())).map_ok(drop);
+            if this.noting_wait(ready)?.is_pending() {
+                return Poll::Pending;
+            }
+        }
+        this.poll_fill_buf_inner(Some(cx.waker()))
     }
 
     fn consume(self: Pin<&mut Self>, amount: usize) {
@@ -100,7 +121,11 @@ impl<M: Readable> AsyncBufRead for EvStream<M> {
 }
 
 impl<M: Writable> EvStream<M> {
-    fn poll_write_inner(&mut self, waker: Option<&Waker>, data: &[u8]) -> Poll<io::Result<usize>> {
+    pub(super) fn poll_write_inner(
+        &mut self,
+        waker: Option<&Waker>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -109,7 +134,7 @@ impl<M: Writable> EvStream<M> {
             .map(|result| result.map(|(n, _)| n).map_err(io::Error::from))
     }
 
-    fn poll_write_vectored_inner(
+    pub(super) fn poll_write_vectored_inner(
         &mut self,
         waker: Option<&Waker>,
         bufs: &[IoSlice<'_>],
@@ -134,10 +159,29 @@ impl<M: Writable> EvStream<M> {
         Poll::Ready(Ok(total))
     }
 
-    fn poll_flush_inner(&mut self, waker: Option<&Waker>) -> Poll<io::Result<()>> {
+    pub(super) fn poll_close_inner(&mut self, waker: &Waker) -> Poll<io::Result<()>> {
+        self.socket
+            .poll_close_write(waker)
+            .map(|r| r.map_err(io::Error::from))
+    }
+
+    pub(super) fn poll_flush_inner(&mut self, waker: Option<&Waker>) -> Poll<io::Result<()>> {
         self.socket
             .poll_flushed(waker)
             .map(|r| r.map_err(io::Error::from))
+    }
+}
+
+impl<M: Writable> EvStream<M> {
+    /// Non-blocking write, as [`Write::write`] (tokio's `try_write`):
+    /// accepts what fits under the write high watermark.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` at the watermark; `Closed`, `WriteClosed` or the
+    /// connection's error.
+    pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        Write::write(self, data)
     }
 }
 
@@ -166,7 +210,9 @@ impl<M: Writable> AsyncWrite for EvStream<M> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_inner(Some(cx.waker()), data)
+        let this = self.get_mut();
+        let poll = this.poll_write_inner(Some(cx.waker()), data);
+        this.noting_wait(poll)
     }
 
     fn poll_write_vectored(
@@ -174,20 +220,23 @@ impl<M: Writable> AsyncWrite for EvStream<M> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_vectored_inner(Some(cx.waker()), bufs)
+        let this = self.get_mut();
+        let poll = this.poll_write_vectored_inner(Some(cx.waker()), bufs);
+        this.noting_wait(poll)
     }
 
     /// Completes when the output buffer has been handed to the kernel.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_flush_inner(Some(cx.waker()))
+        let this = self.get_mut();
+        let poll = this.poll_flush_inner(Some(cx.waker()));
+        this.noting_wait(poll)
     }
 
     /// Flushes, then shuts down the write direction (FIN). Reading goes on.
     /// Idempotent.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.socket
-            .poll_close_write(cx.waker())
-            .map(|r| r.map_err(io::Error::from))
+        let this = self.get_mut();
+        let poll = this.poll_close_inner(cx.waker());
+        this.noting_wait(poll)
     }
 }

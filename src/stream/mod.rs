@@ -17,16 +17,22 @@
 //! buffered input, and a stream dropped before consuming it puts the rest
 //! back at the front of the input buffer.
 
+mod async_methods;
 mod blocking;
 mod connect;
 mod io;
 mod read;
+mod server;
+#[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 mod write;
 
 pub use blocking::{Blocking, StreamSocket};
 pub use connect::StreamOptions;
 pub use read::LimitPolicy;
+pub use server::Incoming;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -41,7 +47,13 @@ pub mod mode {
     }
 
     /// A stream mode (sealed: the three below are all there is).
-    pub trait Mode: sealed::Sealed + Send + Sync + Unpin + 'static {}
+    pub trait Mode: sealed::Sealed + Send + Sync + Unpin + 'static {
+        /// Whether dropping a stream of this mode shuts down the write
+        /// side (FIN): true for the owned write half,
+        /// [`AsyncOutputStream`](crate::AsyncOutputStream), as for tokio's
+        /// `OwnedWriteHalf`.
+        const SHUTDOWN_ON_DROP: bool;
+    }
     /// A mode that may read.
     pub trait Readable: Mode {}
     /// A mode that may write.
@@ -60,9 +72,15 @@ pub mod mode {
     impl sealed::Sealed for Duplex {}
     impl sealed::Sealed for ReadOnly {}
     impl sealed::Sealed for WriteOnly {}
-    impl Mode for Duplex {}
-    impl Mode for ReadOnly {}
-    impl Mode for WriteOnly {}
+    impl Mode for Duplex {
+        const SHUTDOWN_ON_DROP: bool = false;
+    }
+    impl Mode for ReadOnly {
+        const SHUTDOWN_ON_DROP: bool = false;
+    }
+    impl Mode for WriteOnly {
+        const SHUTDOWN_ON_DROP: bool = true;
+    }
     impl Readable for Duplex {}
     impl Readable for ReadOnly {}
     impl Writable for Duplex {}
@@ -81,7 +99,8 @@ use mode::{Duplex, Mode, ReadOnly, WriteOnly};
 /// Over the connection's buffers it implements, for the directions its
 /// mode allows:
 ///
-/// * `std::io::Read` and `Write`, **non-blocking**: `read` returns buffered
+/// * `std::io::Read` and `Write`, **non-blocking** (called through the
+///   traits, e.g. `Read::read(&mut stream, buf)`): `read` returns buffered
 ///   bytes, `Err(WouldBlock)` when none are buffered and the connection is
 ///   open, and `Ok(0)` only at the end once every byte was read; `write`
 ///   accepts what fits under the write high watermark; `flush` returns
@@ -92,8 +111,18 @@ use mode::{Duplex, Mode, ReadOnly, WriteOnly};
 ///   `poll_flush` = output handed to the kernel; `poll_close` = flush then
 ///   shut down the write side). They never return `WouldBlock` or
 ///   `Interrupted`.
-/// * IOStream-style reads (turbo.lua, Tornado): [`read_until`](EvStream::read_until),
-///   [`read_bytes`](EvStream::read_bytes), [`read_until_close`](EvStream::read_until_close)…
+/// * The common async calls as **inherent methods** — [`read`](EvStream::read),
+///   [`read_exact`](EvStream::read_exact), [`read_to_end`](EvStream::read_to_end),
+///   [`write_all`](EvStream::write_all), [`flush`](EvStream::flush),
+///   [`close`](EvStream::close)… — so `stream.read(&mut buf).await` means
+///   the futures call even when `std::io::Read` is in scope too (inherent
+///   methods win over trait methods). The std calls stay reachable as
+///   `Read::read(&mut stream, buf)`, [`try_read`](EvStream::try_read), or
+///   through [`blocking()`](EvStream::blocking).
+/// * IOStream-style reads (turbo.lua, Tornado): [`read_until_delimiter`](EvStream::read_until_delimiter),
+///   [`read_bytes`](EvStream::read_bytes), [`read_until_close`](EvStream::read_until_close)…,
+///   and typed reads ([`read_u32`](EvStream::read_u32), big-endian as in
+///   tokio, and [`read_u32_le`](EvStream::read_u32_le)…).
 ///
 /// # Who may do what
 ///
@@ -110,6 +139,9 @@ use mode::{Duplex, Mode, ReadOnly, WriteOnly};
 ///
 /// A connection made without callbacks (as by [`AsyncIoStream::connect`])
 /// is closed gracefully when its last stream or socket handle is dropped.
+/// Dropping an [`AsyncOutputStream`] (the owned write half) shuts down the
+/// write side (FIN) at once, so the peer sees the end even while the read
+/// half lives on.
 ///
 /// # Examples
 ///
@@ -127,7 +159,7 @@ use mode::{Duplex, Mode, ReadOnly, WriteOnly};
 /// #     s.write_all(b"pong").unwrap();
 /// # });
 /// futures_lite::future::block_on(async {
-///     let mut stream = AsyncIoStream::connect(&addr.to_string()).await?;
+///     let mut stream = AsyncIoStream::connect(addr).await?;
 ///     stream.write_all(b"ping").await?;
 ///     let mut reply = [0u8; 4];
 ///     stream.read_exact(&mut reply).await?;
@@ -143,6 +175,9 @@ pub struct EvStream<M: Mode = Duplex> {
     lent: Lent,
     /// What an IOStream-style read does when its limit is exceeded.
     policy: LimitPolicy,
+    /// Shut down the write side when dropped ([`Mode::SHUTDOWN_ON_DROP`]);
+    /// cleared when the stream only changes mode.
+    shutdown_on_drop: bool,
     _mode: PhantomData<M>,
 }
 
@@ -154,8 +189,14 @@ pub type AsyncIoStream = EvStream<Duplex>;
 /// from [`AsyncIoStream::into_split`] or [`EvStream::new`].
 pub type AsyncInputStream = EvStream<ReadOnly>;
 
-/// The write side of a connection: cl-async's `async-output-stream`.
-/// Closing it (`poll_close`) shuts down the write direction only.
+/// The write side of a connection: cl-async's `async-output-stream`, the
+/// owned write half of [`AsyncIoStream::into_split`].
+///
+/// Closing it ([`close`](EvStream::close)) shuts down the write direction
+/// only; so does **dropping** it (FIN once the queued output is flushed),
+/// as with tokio's `OwnedWriteHalf`: a proxy that drops the half it wrote
+/// to lets its peer see the end while the read half goes on. Reuniting the
+/// halves does not shut anything down.
 pub type AsyncOutputStream = EvStream<WriteOnly>;
 
 impl<M: Mode> fmt::Debug for EvStream<M> {
@@ -172,11 +213,15 @@ impl<M: Mode> EvStream<M> {
     /// A stream over `socket`'s buffers. The socket should be in dont-drain
     /// mode (the default when it has no `read_cb`): in drain mode the loop
     /// hands bytes to `read_cb` and a reading stream only sees the end.
+    ///
+    /// An [`AsyncOutputStream`] made this way also shuts down the write
+    /// side when dropped.
     pub fn new(socket: Socket) -> Self {
         EvStream {
             socket,
             lent: Lent::default(),
             policy: LimitPolicy::default(),
+            shutdown_on_drop: M::SHUTDOWN_ON_DROP,
             _mode: PhantomData,
         }
     }
@@ -193,12 +238,15 @@ impl<M: Mode> EvStream<M> {
         Blocking::new(self)
     }
 
-    /// The same stream in another mode, keeping what it holds.
+    /// The same stream in another mode, keeping what it holds. Changing
+    /// mode is not dropping: nothing is shut down.
     fn into_mode<N: Mode>(mut self) -> EvStream<N> {
+        self.shutdown_on_drop = false;
         EvStream {
             socket: self.socket.clone(),
             lent: std::mem::take(&mut self.lent),
             policy: self.policy,
+            shutdown_on_drop: N::SHUTDOWN_ON_DROP,
             _mode: PhantomData,
         }
     }
@@ -217,9 +265,51 @@ impl<M: Mode> EvStream<M> {
     }
 }
 
+impl<M: Mode> Drop for EvStream<M> {
+    fn drop(&mut self) {
+        if self.shutdown_on_drop {
+            // Closed or failed already: nothing left to shut down.
+            let _ = self.socket.shutdown_write();
+        }
+    }
+}
+
 impl EvStream<Duplex> {
     /// Splits into a read half and a write half, usable from different
-    /// threads. Closing the write half shuts down the write direction only.
+    /// threads (tokio's `into_split`).
+    ///
+    /// Closing the write half shuts down the write direction only, and so
+    /// does **dropping it**: once its queued output is flushed the peer gets
+    /// FIN, as with tokio's `OwnedWriteHalf`, while the read half goes on
+    /// reading. [`reunite`](AsyncIoStream::reunite) puts the halves back
+    /// together without shutting anything down. The connection itself is
+    /// closed once both halves (and every other handle) are dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # let peer = std::thread::spawn(move || {
+    /// #     use std::io::{Read, Write};
+    /// #     let (mut s, _) = listener.accept().unwrap();
+    /// #     let mut got = Vec::new();
+    /// #     s.read_to_end(&mut got).unwrap(); // ends at the FIN
+    /// #     s.write_all(&got).unwrap();
+    /// # });
+    /// futures_lite::future::block_on(async {
+    ///     let stream = evstream::AsyncIoStream::connect(addr).await?;
+    ///     let (mut input, mut output) = stream.into_split();
+    ///     output.write_all(b"all of it").await?;
+    ///     drop(output); // FIN: the peer's read_to_end ends
+    ///     let mut echo = Vec::new();
+    ///     input.read_to_end(&mut echo).await?;
+    ///     assert_eq!(echo, b"all of it");
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # peer.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_split(self) -> (AsyncInputStream, AsyncOutputStream) {
         let output = EvStream::new(self.socket.clone());
         (self.into_mode(), output)
@@ -238,6 +328,8 @@ impl EvStream<Duplex> {
         if input.socket != output.socket {
             return Err(ReuniteError { input, output });
         }
+        // The write half is not dropped, it joins the stream again.
+        let _ = output.into_mode::<Duplex>();
         Ok(input.into_mode())
     }
 }
@@ -294,8 +386,11 @@ mod tests {
         fn check(stream: &mut AsyncIoStream, input: &mut AsyncInputStream) {
             assert_send(&stream.read_until_close());
             assert_send(&input.read_until_close());
-            assert_send(&stream.read_until(b"\n", 10));
+            assert_send(&stream.read_until_delimiter(b"\n", 10));
             assert_send(&AsyncIoStream::connect("127.0.0.1:1"));
+            assert_send(&AsyncIoStream::connect(("localhost", 1)));
+            assert_send(&stream.read_u32());
+            assert_send(&stream.close());
         }
         let _ = check;
     }

@@ -41,8 +41,16 @@ impl<M: Readable> EvStream<M> {
     async fn read_frame(&mut self, kind: FrameKind<'_>, max: usize) -> Result<Bytes> {
         self.return_lent();
         let result = {
+            let handle = self.socket.loop_handle();
             let mut read = self.socket.frame_read(kind, max);
-            poll_fn(|cx| read.poll(cx.waker())).await
+            poll_fn(|cx| {
+                let poll = read.poll(cx.waker());
+                if poll.is_pending() {
+                    handle.note_wait();
+                }
+                poll
+            })
+            .await
         };
         if !matches!(kind, FrameKind::UntilEnd) {
             self.apply_policy(&result);
@@ -66,8 +74,30 @@ impl<M: Readable> EvStream<M> {
     }
 
     /// Reads up to and including the first `delimiter` (turbo's and
-    /// Tornado's `read_until`). The frame, delimiter included, may be at
-    /// most `max_bytes` long.
+    /// Tornado's `read_until`; named apart from the futures
+    /// `read_until(byte, &mut Vec)`, which works too). The frame, delimiter
+    /// included, may be at most `max_bytes` long, and comes out as one
+    /// `Bytes`, without a copy when it lies in one received chunk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # let peer = std::thread::spawn(move || {
+    /// #     use std::io::Write;
+    /// #     let (mut s, _) = listener.accept().unwrap();
+    /// #     s.write_all(b"HELO there\r\nrest").unwrap();
+    /// # });
+    /// futures_lite::future::block_on(async {
+    ///     let mut stream = evstream::AsyncIoStream::connect(addr).await?;
+    ///     let line = stream.read_until_delimiter(b"\r\n", 1024).await?;
+    ///     assert_eq!(&line[..], b"HELO there\r\n");
+    ///     Ok::<(), evstream::Error>(())
+    /// })?;
+    /// # peer.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -82,7 +112,11 @@ impl<M: Readable> EvStream<M> {
     /// # Cancel safety
     ///
     /// Cancel safe: bytes leave the input buffer only with the whole frame.
-    pub async fn read_until(&mut self, delimiter: &[u8], max_bytes: usize) -> Result<Bytes> {
+    pub async fn read_until_delimiter(
+        &mut self,
+        delimiter: &[u8],
+        max_bytes: usize,
+    ) -> Result<Bytes> {
         if delimiter.is_empty() {
             return Err(Error::InvalidInput("empty delimiter".into()));
         }
@@ -90,12 +124,12 @@ impl<M: Readable> EvStream<M> {
             .await
     }
 
-    /// As [`read_until`](Self::read_until), without the delimiter in the
+    /// As [`read_until_delimiter`](Self::read_until_delimiter), without the delimiter in the
     /// result (it is still consumed).
     ///
     /// # Errors
     ///
-    /// As [`read_until`](Self::read_until).
+    /// As [`read_until_delimiter`](Self::read_until_delimiter).
     ///
     /// # Cancel safety
     ///
@@ -105,7 +139,7 @@ impl<M: Readable> EvStream<M> {
         delimiter: &[u8],
         max_bytes: usize,
     ) -> Result<Bytes> {
-        let mut frame = self.read_until(delimiter, max_bytes).await?;
+        let mut frame = self.read_until_delimiter(delimiter, max_bytes).await?;
         frame.truncate(frame.len() - delimiter.len());
         Ok(frame)
     }
@@ -117,7 +151,7 @@ impl<M: Readable> EvStream<M> {
     ///
     /// # Errors
     ///
-    /// As [`read_until`](Self::read_until).
+    /// As [`read_until_delimiter`](Self::read_until_delimiter).
     ///
     /// # Cancel safety
     ///
@@ -130,6 +164,7 @@ impl<M: Readable> EvStream<M> {
     ) -> Result<Bytes> {
         self.return_lent();
         let mut hold = self.socket.hold_input();
+        let handle = self.socket.loop_handle().clone();
         let result = poll_fn(|cx| {
             let end = hold.pull(Some(cx.waker()));
             let held = hold.held().len();
@@ -155,7 +190,10 @@ impl<M: Readable> EvStream<M> {
                     what: Limit::InputBuffer,
                     limit: hold.limit(),
                 })),
-                InputEnd::Open => Poll::Pending,
+                InputEnd::Open => {
+                    handle.note_wait();
+                    Poll::Pending
+                }
                 InputEnd::Ended => Poll::Ready(Err(Error::UnexpectedEof {
                     needed: held + 1,
                     received: held,
@@ -177,7 +215,7 @@ impl<M: Readable> EvStream<M> {
     ///
     /// # Errors
     ///
-    /// As [`read_until`](Self::read_until).
+    /// As [`read_until_delimiter`](Self::read_until_delimiter).
     ///
     /// # Cancel safety
     ///
@@ -285,9 +323,15 @@ impl<M: Readable> EvStream<M> {
                 return Ok(delivered);
             }
             let chunk = if self.lent.is_empty() {
-                poll_fn(|cx| self.socket.poll_chunk(want, Some(cx.waker())))
-                    .await
-                    .map_err(Error::from)?
+                poll_fn(|cx| {
+                    let poll = self.socket.poll_chunk(want, Some(cx.waker()));
+                    if poll.is_pending() {
+                        self.socket.loop_handle().note_wait();
+                    }
+                    poll
+                })
+                .await
+                .map_err(Error::from)?
             } else {
                 self.lent.take(want)
             };
@@ -306,10 +350,10 @@ impl<M: Readable> EvStream<M> {
         }
     }
 
-    /// Callback form of [`read_until`](Self::read_until): `callback` runs on
+    /// Callback form of [`read_until_delimiter`](Self::read_until_delimiter): `callback` runs on
     /// the loop thread with the stream (to issue the next read) and the
     /// result.
-    pub fn read_until_cb(
+    pub fn read_until_delimiter_cb(
         self,
         delimiter: impl Into<Vec<u8>>,
         max_bytes: usize,
@@ -317,7 +361,7 @@ impl<M: Readable> EvStream<M> {
     ) {
         let delimiter = delimiter.into();
         self.on_loop(move |mut stream| async move {
-            let result = stream.read_until(&delimiter, max_bytes).await;
+            let result = stream.read_until_delimiter(&delimiter, max_bytes).await;
             callback(stream, result)
         });
     }

@@ -2,16 +2,15 @@
 //! the default loop.
 #![cfg(feature = "tls")]
 
-use super::connect::split_host_port;
 use super::mode::Duplex;
 use super::{AsyncIoStream, EvStream};
 use crate::error::Result;
-use crate::event_loop::default_loop;
-use crate::tcp::TcpOptions;
+use crate::tcp::{TcpOptions, ToSocketAddrs};
 use crate::tls::TlsClientOptions;
 
 impl EvStream<Duplex> {
-    /// Connects to `addr` (`"host:port"`, `"[v6]:port"`) with TLS on the
+    /// Connects to `addr` (anything [`connect`](AsyncIoStream::connect)
+    /// takes: `"host:port"`, `(host, port)`, a `SocketAddr`…) with TLS on the
     /// default loop, which starts on a background thread on first use, and
     /// completes once the TLS handshake has — the TLS form of
     /// [`connect`](AsyncIoStream::connect), like tokio-rustls's
@@ -26,7 +25,7 @@ impl EvStream<Duplex> {
     /// ([`AsyncWriteExt::close`](futures_lite::AsyncWriteExt::close)) sends
     /// `close_notify`, then FIN. To set other options (timeouts, buffer
     /// sizes) or use a loop of your own, use
-    /// [`connect_with`](AsyncIoStream::connect_with) with
+    /// [`connect_on`](AsyncIoStream::connect_on) with
     /// [`TcpOptions::tls`](crate::TcpOptions::tls).
     ///
     /// # Errors
@@ -117,8 +116,10 @@ impl EvStream<Duplex> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn connect_tls(addr: &str, tls: TlsClientOptions) -> Result<AsyncIoStream> {
-        let (host, port) = split_host_port(addr)?;
-        Self::connect_with(&default_loop(), host, port, TcpOptions::new().tls(tls)).await
+    pub async fn connect_tls(
+        addr: impl ToSocketAddrs,
+        tls: TlsClientOptions,
+    ) -> Result<AsyncIoStream> {
+        Self::connect_with(addr, TcpOptions::new().tls(tls)).await
     }
 }

@@ -31,8 +31,11 @@ impl<M: Writable> EvStream<M> {
     async fn write_all_tracked(&mut self, mut data: Bytes) -> Result<u64> {
         let mut end = 0;
         while !data.is_empty() {
-            let (n, at) =
-                poll_fn(|cx| self.socket.try_write(&data, Some(&data), Some(cx.waker()))).await?;
+            let (n, at) = poll_fn(|cx| {
+                let poll = self.socket.try_write(&data, Some(&data), Some(cx.waker()));
+                self.noting_wait(poll)
+            })
+            .await?;
             data.advance(n);
             end = at;
         }
@@ -76,7 +79,11 @@ impl<M: Writable> EvStream<M> {
     /// and will be sent.
     pub async fn send(&mut self, data: impl Into<Bytes>) -> Result<()> {
         let end = self.write_all_tracked(data.into()).await?;
-        poll_fn(|cx| self.socket.poll_sent(end, cx.waker())).await
+        poll_fn(|cx| {
+            let poll = self.socket.poll_sent(end, cx.waker());
+            self.noting_wait(poll)
+        })
+        .await
     }
 
     /// Callback form of [`send`](Self::send): `callback` runs on the loop

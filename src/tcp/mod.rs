@@ -1,8 +1,12 @@
 //! TCP: connecting ([`tcp_connect`]), serving ([`TcpServer`]) and the
 //! options both take ([`TcpOptions`]).
 
+mod addr;
 mod options;
 mod server;
+
+pub use addr::ToSocketAddrs;
+pub(crate) use addr::{dest_of, resolve_dest, Dest};
 
 pub use options::{
     TcpOptions, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
@@ -80,6 +84,19 @@ pub fn tcp_connect_addr(
     options: TcpOptions,
 ) -> Result<Socket> {
     connect(handle, options.into_setup()?, Target::Addrs(vec![addr]))
+}
+
+/// Connects to `dest` on `handle`'s loop; see [`tcp_connect`].
+pub(crate) fn tcp_connect_dest(
+    handle: &LoopHandle,
+    dest: Dest,
+    options: TcpOptions,
+) -> Result<Socket> {
+    let target = match dest {
+        Dest::Host(host, port) => Target::Host(host, port),
+        Dest::Addrs(addrs) => Target::Addrs(addrs),
+    };
+    connect(handle, options.into_setup()?, target)
 }
 
 /// Connects to the Unix domain socket at `path` (Godot's `StreamPeerUDS`),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::TcpOptions;
 use crate::error::{Error, Result};
 use crate::event_loop::LoopHandle;
-use crate::socket::{listen as start_listening, ListenerShared, NetListener, Socket};
+use crate::socket::{listen as start_listening, NetListener, ServerHandle, Socket};
 
 /// Options for [`TcpServer::bind`].
 ///
@@ -58,7 +58,10 @@ impl ServerOptions {
     }
 
     /// The listen backlog (at least 0; the kernel caps it at
-    /// `net.core.somaxconn`).
+    /// `net.core.somaxconn`): how many connections the kernel keeps waiting
+    /// for the server to take them, and, for a server without callbacks,
+    /// how many accepted connections wait for [`accept`](TcpServer::accept)
+    /// at most (0 counts as 1 there).
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
         self
@@ -98,7 +101,8 @@ impl ServerOptions {
     }
 
     /// Options (callbacks included) for every accepted connection. Its
-    /// `connect_cb` runs once per accepted connection.
+    /// `connect_cb` runs once per accepted connection. Options without
+    /// any callback make an accept-mode server (see [`TcpServer`]).
     pub fn connection(mut self, options: TcpOptions) -> Self {
         self.connection = options;
         self
@@ -115,13 +119,32 @@ impl ServerOptions {
         self.tls = Some(options.into());
         self
     }
+
+    /// The bound of an accept-mode server's queue: the backlog, at least 1.
+    fn queue_capacity(&self) -> usize {
+        usize::try_from(self.backlog.max(1)).unwrap_or(1)
+    }
 }
 
-/// A listening TCP server on a loop. `Send + Sync + Clone`; every clone is
-/// the same server.
+/// A listening TCP server on a loop (cl-async's `tcp-server`, tokio's
+/// `TcpListener`). `Send + Sync + Clone`; every clone is the same server.
 ///
 /// Each accepted connection gets the server's per-connection
-/// [`TcpOptions`]; its callbacks are shared by all connections.
+/// [`TcpOptions`]. A server works in one of two modes, decided by those
+/// options:
+///
+/// * **Callback mode** — the options have callbacks (`read_cb`,
+///   `notify_cb`, `event_cb`, `connect_cb`, `stream_connect_cb`…): every
+///   connection is handed to them as it is accepted, and the server lives
+///   until [`close`](TcpServer::close)d.
+/// * **Accept mode** — no callbacks (as from [`TcpServer::listen`]): every
+///   connection waits in a bounded queue (the backlog) until the
+///   application takes it with [`accept`](TcpServer::accept) or
+///   [`incoming`](TcpServer::incoming). When the queue is full the server
+///   stops taking connections from the kernel until one is accepted. The
+///   server is closed by `close()` or when its last handle is dropped
+///   (nobody could accept any more); connections still queued are closed
+///   then.
 ///
 /// # Examples
 ///
@@ -136,7 +159,7 @@ impl ServerOptions {
 /// ```
 #[derive(Clone)]
 pub struct TcpServer {
-    shared: Arc<ListenerShared>,
+    shared: Arc<ServerHandle>,
 }
 
 impl fmt::Debug for TcpServer {
@@ -165,10 +188,10 @@ impl Owner {
     pub(crate) fn of(socket: &Socket) -> Owner {
         match socket.listener() {
             Some(shared) if shared.local_path().is_some() => Owner::UnixServer(UnixServer {
-                shared: shared.clone(),
+                shared: Arc::new(ServerHandle::new(shared.clone())),
             }),
             Some(shared) => Owner::Server(TcpServer {
-                shared: shared.clone(),
+                shared: Arc::new(ServerHandle::new(shared.clone())),
             }),
             None => Owner::Loop(socket.loop_handle().clone()),
         }
@@ -177,11 +200,15 @@ impl Owner {
 
 impl TcpServer {
     /// Binds a listening socket to `addr` (port 0 picks a free port) and
-    /// starts accepting on `handle`'s loop.
+    /// starts accepting on `handle`'s loop: in callback mode if
+    /// `options`' connection options have callbacks, else in accept mode
+    /// (see [`TcpServer`]).
     ///
     /// The socket is bound on the calling thread, so an address in use is
     /// reported here and [`local_addr`](TcpServer::local_addr) is known at
-    /// once.
+    /// once. A host name in `addr` is resolved on the calling thread too
+    /// (std's `ToSocketAddrs`); the async [`TcpServer::listen`] resolves
+    /// off it.
     ///
     /// # Errors
     ///
@@ -200,14 +227,18 @@ impl TcpServer {
             match listen(addr, &options) {
                 Ok(listener) => {
                     let local_addr = listener.local_addr()?;
+                    let capacity = options.queue_capacity();
                     let shared = start_listening(
                         handle,
                         NetListener::Tcp(listener),
                         Some(local_addr),
                         None,
                         options.connection_setup()?,
+                        capacity,
                     )?;
-                    return Ok(TcpServer { shared });
+                    return Ok(TcpServer {
+                        shared: Arc::new(shared),
+                    });
                 }
                 Err(err) => last_error = Some(err),
             }
@@ -230,15 +261,39 @@ impl TcpServer {
     }
 
     /// Stops listening and releases the socket (cl-async's
-    /// `close-tcp-server`). Connections already accepted go on.
-    /// Idempotent.
+    /// `close-tcp-server`). Connections already accepted go on; in accept
+    /// mode, those still waiting for `accept()` are closed and pending
+    /// `accept()`s fail with [`Error::Closed`]. Idempotent.
     pub fn close(&self) {
         self.shared.close();
     }
 
-    /// Whether [`close`](TcpServer::close) was called.
+    /// Whether [`close`](TcpServer::close) was called (or, in accept mode,
+    /// every handle was dropped, or the loop stopped).
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// Whether the server queues its connections for
+    /// [`accept`](TcpServer::accept) (it has no callbacks) rather than
+    /// handing them to callbacks.
+    pub fn is_accept_mode(&self) -> bool {
+        self.shared.is_accept_mode()
+    }
+
+    /// How many accepted connections wait for [`accept`](TcpServer::accept)
+    /// (at most the backlog; 0 in callback mode).
+    pub fn queued(&self) -> usize {
+        self.shared.queued()
+    }
+
+    /// The oldest queued connection once it is open, with the peer's
+    /// address if known; see `ListenerShared::poll_accept`.
+    pub(crate) fn poll_accept_socket(
+        &self,
+        waker: &std::task::Waker,
+    ) -> std::task::Poll<Result<(Socket, Option<SocketAddr>)>> {
+        self.shared.poll_accept(waker)
     }
 }
 
@@ -281,7 +336,7 @@ fn listen(addr: SocketAddr, options: &ServerOptions) -> io::Result<TcpListener> 
 /// ```
 #[derive(Clone)]
 pub struct UnixServer {
-    shared: Arc<ListenerShared>,
+    shared: Arc<ServerHandle>,
 }
 
 impl fmt::Debug for UnixServer {
@@ -295,8 +350,9 @@ impl fmt::Debug for UnixServer {
 
 impl UnixServer {
     /// Binds a Unix domain socket at `path` (which must not exist) and
-    /// starts accepting on `handle`'s loop. `backlog` and the
-    /// per-connection options apply; the TCP-only ones are ignored.
+    /// starts accepting on `handle`'s loop, in callback or accept mode as
+    /// [`TcpServer::bind`]. `backlog` and the per-connection options apply;
+    /// the TCP-only ones are ignored.
     ///
     /// # Errors
     ///
@@ -315,14 +371,18 @@ impl UnixServer {
         socket.listen(options.backlog)?;
         socket.set_nonblocking(true)?;
         let listener = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(socket));
+        let capacity = options.queue_capacity();
         let shared = start_listening(
             handle,
             NetListener::Unix(listener),
             None,
             Some(path),
             options.connection_setup()?,
+            capacity,
         )?;
-        Ok(UnixServer { shared })
+        Ok(UnixServer {
+            shared: Arc::new(shared),
+        })
     }
 
     /// The path the server listens on.
@@ -336,7 +396,8 @@ impl UnixServer {
     }
 
     /// Stops listening and removes the socket file. Connections already
-    /// accepted go on. Idempotent.
+    /// accepted go on (in accept mode, those not yet accepted are closed).
+    /// Idempotent.
     pub fn close(&self) {
         if !self.is_closed() {
             let _ = std::fs::remove_file(self.local_path());
@@ -344,8 +405,28 @@ impl UnixServer {
         self.shared.close();
     }
 
-    /// Whether [`close`](UnixServer::close) was called.
+    /// Whether [`close`](UnixServer::close) was called (or, in accept mode,
+    /// every handle was dropped, or the loop stopped).
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// Whether the server queues its connections for
+    /// [`accept`](UnixServer::accept); see [`TcpServer::is_accept_mode`].
+    pub fn is_accept_mode(&self) -> bool {
+        self.shared.is_accept_mode()
+    }
+
+    /// How many accepted connections wait for [`accept`](UnixServer::accept).
+    pub fn queued(&self) -> usize {
+        self.shared.queued()
+    }
+
+    /// See [`TcpServer::poll_accept_socket`].
+    pub(crate) fn poll_accept_socket(
+        &self,
+        waker: &std::task::Waker,
+    ) -> std::task::Poll<Result<(Socket, Option<SocketAddr>)>> {
+        self.shared.poll_accept(waker)
     }
 }

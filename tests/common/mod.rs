@@ -223,13 +223,12 @@ pub fn block_on_within<F: std::future::Future>(future: F, limit: Duration) -> F:
 /// peer, which it returns too.
 pub fn connect_stream(handle: &LoopHandle, options: TcpOptions) -> (AsyncIoStream, TcpStream) {
     let (listener, addr) = std_listener();
-    let stream = block_on(AsyncIoStream::connect_with(
+    let stream = block_on(AsyncIoStream::connect_on(
         handle,
-        "127.0.0.1",
-        addr.port(),
+        ("127.0.0.1", addr.port()),
         options,
     ))
-    .expect("connect_with");
+    .expect("connect_on");
     let peer = accept(&listener);
     (stream, peer)
 }
@@ -269,4 +268,69 @@ where
 {
     let f = std::sync::Mutex::new(f);
     move |socket: &Socket| (f.lock().unwrap())(socket)
+}
+
+/// Log records captured by [`capture_logs`], for tests of what evstream
+/// logs.
+static LOGS: std::sync::Mutex<Vec<(log::Level, String)>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LOGS.lock()
+            .unwrap()
+            .push((record.level(), record.args().to_string()));
+    }
+    fn flush(&self) {}
+}
+
+/// Installs a logger that keeps every record (once per test process).
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        log::set_logger(&Capture).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// The captured warnings that contain `text`.
+pub fn warnings_containing(text: &str) -> Vec<String> {
+    LOGS.lock()
+        .unwrap()
+        .iter()
+        .filter(|(level, message)| *level == log::Level::Warn && message.contains(text))
+        .map(|(_, message)| message.clone())
+        .collect()
+}
+
+/// A waker that does nothing, for polling a future once by hand.
+pub fn noop_waker() -> std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    std::task::Waker::from(std::sync::Arc::new(Noop))
+}
+
+/// Polls `future` once with a waker that does nothing.
+pub fn poll_once_by_hand<F: std::future::Future + Unpin>(
+    future: &mut F,
+) -> std::task::Poll<F::Output> {
+    let waker = noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    std::pin::Pin::new(future).poll(&mut cx)
+}
+
+/// Waits (bounded by [`WAIT`]) until `condition` holds, yielding the
+/// thread in between; panics naming `what` if it never does.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::yield_now();
+    }
 }

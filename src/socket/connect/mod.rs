@@ -123,14 +123,15 @@ pub(crate) fn connect(handle: &LoopHandle, setup: Setup, target: Target) -> Resu
 }
 
 /// Hands a connection a server accepted to a new driver (on the loop
-/// thread).
+/// thread), and returns it: a handle made from it before the driver first
+/// runs keeps a connection without callbacks open (accept mode).
 pub(super) fn accepted(
     core: &mut Core,
     listener: &Arc<ListenerShared>,
     setup: &Setup,
     stream: NetStream,
     peer: Option<SocketAddr>,
-) {
+) -> Arc<Conn> {
     let tls = setup.tls();
     let origin = Origin {
         listener: Some(listener.clone()),
@@ -153,5 +154,6 @@ pub(super) fn accepted(
         peer,
         local,
     };
-    Driver::spawn(core, conn, setup.callbacks.clone(), start, tls);
+    Driver::spawn(core, conn.clone(), setup.callbacks.clone(), start, tls);
+    conn
 }
