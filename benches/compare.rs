@@ -35,6 +35,22 @@
 //!   client, at the server and both ends together (VmRSS deltas / N), the
 //!   time to open them all and the time to close them all. The server runs
 //!   in a process of its own (see `compare/idle.rs`).
+//! * `conns:evstream-group2` / `conns:tokio-mt2` — the same `conns` with
+//!   a 2-loop `LoopGroup` per side (sharded `GroupServer`, clients placed
+//!   round-robin) and tokio's multi-thread runtime with 2 workers per side
+//!   (the target compares these two); `idle:evstream-group2` — `idle` on
+//!   2-loop groups, the client on 8 source addresses (`compare/group.rs`).
+//! * `idlescale` — `idle` on 2-loop groups at n/20, n/10, n/4, n/2 and n
+//!   connections, n = 19,900 (what one process's descriptors allow under a
+//!   hard limit of 20,000): bytes per connection at each end and the open
+//!   and close time per connection, which stay flat if memory and time
+//!   grow linearly.
+//! * `storm` — 10,000 connections opened at once (a connect and one
+//!   64-byte round trip each) against a 2-loop server: `GroupServer::bind`
+//!   (SO_REUSEPORT shards), `bind_hand_off`, and tokio's multi-thread
+//!   runtime with 2 workers; the time until all are served and how evenly
+//!   the loops shared them (fewest/most). A refused or lost connection
+//!   fails the run.
 //! * `tlsbulk` / `tlspingpong` (built with `--features tls` only) — `bulk`
 //!   (half its bytes: 1 GiB) and `pingpong2` over TLS at both ends:
 //!   evstream's TLS layer against tokio-rustls, the same rustls, `ring`
@@ -85,6 +101,8 @@ mod cases;
 mod common;
 #[path = "compare/ev.rs"]
 mod ev;
+#[path = "compare/group.rs"]
+mod group;
 #[path = "compare/idle.rs"]
 mod idle;
 #[path = "compare/report.rs"]
@@ -165,13 +183,15 @@ struct Options {
 const USAGE: &str = "\
 usage: compare [--quick] [--reps N] [--only LIST] [--list] [--timeout SECS]
                [--bulk-mib N] [--pingpong N] [--lines N] [--conns N] [--conn-rounds N]
-               [--idle N]
+               [--idle N] [--idle-max N] [--storm N]
   --quick        tiny sizes and 1 repetition (a smoke test for CI)
   --reps N       repetitions of each case, interleaved, order rotated (default 5)
   --only LIST    comma-separated workloads or workload:impl, e.g. pingpong2:evstream,lines
   --list         list the workloads and implementations
   --timeout SECS abort if one run takes longer (default 300)
   --idle N       connections the idle workload holds (default 10000)
+  --idle-max N   the largest count of idlescale (default 19900; it runs n/20 .. n)
+  --storm N      connections the storm workload opens at once (default 10000)
   --child W:I    make one run of workload W, implementation I, in this process
                  and print its CHILD line (what the bench runs for every run)";
 
@@ -207,6 +227,8 @@ fn parse_args() -> Res<Options> {
             "--conns" => options.sizes.conns = value()?.parse()?,
             "--conn-rounds" => options.sizes.conn_rounds = value()?.parse()?,
             "--idle" => options.sizes.idle = value()?.parse()?,
+            "--idle-max" => options.sizes.idle_max = value()?.parse()?,
+            "--storm" => options.sizes.storm = value()?.parse()?,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -221,9 +243,13 @@ fn parse_args() -> Res<Options> {
         || s.lines == 0
         || s.conns == 0
         || s.idle == 0
+        || s.idle_max < 20
+        || s.storm == 0
     {
         return Err(
-            "--reps, --bulk-mib, --pingpong, --lines, --conns and --idle must be at least 1".into(),
+            "--reps, --bulk-mib, --pingpong, --lines, --conns, --idle and --storm must \
+             be at least 1, --idle-max at least 20"
+                .into(),
         );
     }
     Ok(options)
@@ -238,6 +264,8 @@ fn size_args(s: &Sizes) -> Vec<String> {
         ("--conns", s.conns.to_string()),
         ("--conn-rounds", s.conn_rounds.to_string()),
         ("--idle", s.idle.to_string()),
+        ("--idle-max", s.idle_max.to_string()),
+        ("--storm", s.storm.to_string()),
     ]
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_string(), value])

@@ -230,15 +230,15 @@ pub mod tls;
 
 pub use buffer::{Buffer, Eol};
 pub use error::{Direction, Error, Limit, Result, TimeoutKind, TlsErrorKind};
-pub use event_loop::{default_loop, time, EventLoop, JoinHandle, LoopHandle, Timer};
+pub use event_loop::{default_loop, time, EventLoop, JoinHandle, LoopGroup, LoopHandle, Timer};
 pub use socket::{Event, Socket};
 pub use stream::{
     mode, AsyncInputStream, AsyncIoStream, AsyncOutputStream, Blocking, EvStream, Incoming,
     LimitPolicy, ReuniteError, StreamOptions, StreamSocket,
 };
 pub use tcp::{
-    tcp_connect, tcp_connect_addr, unix_connect, Owner, ServerOptions, TcpOptions, TcpServer,
-    ToSocketAddrs, UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT,
+    tcp_connect, tcp_connect_addr, unix_connect, GroupServer, Owner, ServerOptions, TcpOptions,
+    TcpServer, ToSocketAddrs, UnixServer, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_BUFFER_SIZE, DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK,
     DEFAULT_WRITE_HIGH_WATERMARK,
 };

@@ -11,7 +11,7 @@ use crate::common::{
 };
 #[cfg(feature = "tls")]
 use crate::tls;
-use crate::{aio, ev, idle, stdnet, tk};
+use crate::{aio, ev, group, idle, stdnet, tk};
 
 /// What one run measured.
 pub struct Outcome {
@@ -172,6 +172,71 @@ pub const WORKLOADS: &[Workload] = &[
         ],
         per: |s| (s.idle as f64, "conn"),
         memory: Some("idle-rss"),
+    },
+    Workload {
+        name: "idlescale",
+        title: |s| {
+            format!(
+                "idlescale: idle on 2-loop groups at n/20, n/10, n/4, n/2 and n connections, \
+                 n = {} (the most one process's descriptors allow); client and server in two \
+                 processes, the client on 8 source addresses (127.0.0.2-9); faults per run",
+                s.idle_max
+            )
+        },
+        metrics: &[
+            Metric {
+                name: "idlescale-rss",
+                unit: "B/conn",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "idlescale-rss-client",
+                unit: "B/conn",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "idlescale-rss-server",
+                unit: "B/conn",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "idlescale-open",
+                unit: "us/conn",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "idlescale-close",
+                unit: "us/conn",
+                higher_is_better: false,
+            },
+        ],
+        per: |_| (1.0, "run"),
+        memory: Some("idlescale-rss"),
+    },
+    Workload {
+        name: "storm",
+        title: |s| {
+            format!(
+                "storm: {} connections opened at once (connect + one 64-byte round trip each) \
+                 against a server on 2 loops (or 2 workers); the client is the same 2-loop group \
+                 for every server; a refused or lost connection fails the run",
+                s.storm
+            )
+        },
+        metrics: &[
+            Metric {
+                name: "storm",
+                unit: "ms",
+                higher_is_better: false,
+            },
+            Metric {
+                name: "storm-spread",
+                unit: "% fewest/most",
+                higher_is_better: true,
+            },
+        ],
+        per: |s| (s.storm as f64, "conn"),
+        memory: None,
     },
     #[cfg(feature = "tls")]
     Workload {
@@ -504,6 +569,18 @@ pub const CASES: &[Case] = &[
     },
     Case {
         workload: "conns",
+        imp: "evstream-group2",
+        what: "a 2-loop group per side: sharded read_cb echo server; clients round-robin, a task each on its loop",
+        run: |s| conns_case(s, group::conns),
+    },
+    Case {
+        workload: "conns",
+        imp: "tokio-mt2",
+        what: "a multi-thread runtime of 2 workers per side, a spawned task per connection",
+        run: |s| conns_case(s, tk::conns_mt2),
+    },
+    Case {
+        workload: "conns",
         imp: "async-io",
         what: "FuturesUnordered of connections in each side's block_on",
         run: |s| conns_case(s, aio::conns),
@@ -538,6 +615,62 @@ pub const CASES: &[Case] = &[
         imp: "async-io",
         what: "FuturesUnordered of connections in the server's block_on (64-byte buffers); client holds Async<TcpStream>s",
         run: |s| idle::run(s, "async-io"),
+    },
+    Case {
+        workload: "idle",
+        imp: "evstream-group2",
+        what: "2-loop groups: sharded read_cb echo server; client connections round-robin from 8 source addresses",
+        run: |s| idle::run(s, "evstream-group2"),
+    },
+    // idlescale: idle on 2-loop groups from n/20 to n connections
+    Case {
+        workload: "idlescale",
+        imp: "n/20",
+        what: "evstream-group2 idle at n/20 connections",
+        run: |s| idle::scale(s, 20),
+    },
+    Case {
+        workload: "idlescale",
+        imp: "n/10",
+        what: "evstream-group2 idle at n/10 connections",
+        run: |s| idle::scale(s, 10),
+    },
+    Case {
+        workload: "idlescale",
+        imp: "n/4",
+        what: "evstream-group2 idle at n/4 connections",
+        run: |s| idle::scale(s, 4),
+    },
+    Case {
+        workload: "idlescale",
+        imp: "n/2",
+        what: "evstream-group2 idle at n/2 connections",
+        run: |s| idle::scale(s, 2),
+    },
+    Case {
+        workload: "idlescale",
+        imp: "n",
+        what: "evstream-group2 idle at n connections (the descriptor limit)",
+        run: |s| idle::scale(s, 1),
+    },
+    // storm: every connection at once
+    Case {
+        workload: "storm",
+        imp: "evstream-group2",
+        what: "GroupServer::bind on 2 loops: one SO_REUSEPORT listener per loop (Linux)",
+        run: |s| idle::storm(s, "evstream-group2"),
+    },
+    Case {
+        workload: "storm",
+        imp: "evstream-handoff2",
+        what: "GroupServer::bind_hand_off on 2 loops: one listener, connections handed round-robin",
+        run: |s| idle::storm(s, "evstream-handoff2"),
+    },
+    Case {
+        workload: "storm",
+        imp: "tokio-mt2",
+        what: "multi-thread runtime of 2 workers: accept loop in block_on, a task per connection",
+        run: |s| idle::storm(s, "tokio-mt2"),
     },
     // TLS (feature `tls`): the same rustls, ring provider and configurations
     #[cfg(feature = "tls")]

@@ -42,6 +42,10 @@ pub struct Sizes {
     pub conn_rounds: usize,
     /// Connections `idle` opens and holds.
     pub idle: usize,
+    /// The largest count of `idlescale` (the others are fractions of it).
+    pub idle_max: usize,
+    /// Connections `storm` opens at once.
+    pub storm: usize,
 }
 
 impl Sizes {
@@ -52,6 +56,10 @@ impl Sizes {
         conns: 2_000,
         conn_rounds: 20,
         idle: 10_000,
+        // One process holds this many sockets plus its own descriptors
+        // under a hard RLIMIT_NOFILE of 20,000.
+        idle_max: 19_900,
+        storm: 10_000,
     };
     pub const QUICK: Sizes = Sizes {
         bulk_bytes: 64 << 20,
@@ -60,6 +68,8 @@ impl Sizes {
         conns: 100,
         conn_rounds: 5,
         idle: 200,
+        idle_max: 400,
+        storm: 300,
     };
 
     pub fn bulk_blocks(&self) -> u64 {
@@ -71,13 +81,16 @@ impl std::fmt::Display for Sizes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "bulk {} MiB, pingpong {} round trips, lines {}, conns {} x {} round trips, idle {}",
+            "bulk {} MiB, pingpong {} round trips, lines {}, conns {} x {} round trips, idle {}, \
+             idlescale up to {}, storm {}",
             self.bulk_bytes >> 20,
             self.pingpong,
             self.lines,
             self.conns,
             self.conn_rounds,
-            self.idle
+            self.idle,
+            self.idle_max,
+            self.storm
         )
     }
 }

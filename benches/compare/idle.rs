@@ -27,9 +27,14 @@ use std::time::Duration;
 use crate::cases::Outcome;
 use crate::common::{
     join, parse_fields, proc_status_kib, raise_nofile_limit, IdlePhases, Mark, Res, Section, Sizes,
-    Usage,
+    Usage, IDLE_WINDOW,
 };
-use crate::{aio, ev, tk};
+
+/// `storm`'s client: every connection opened at once, on a 2-loop group.
+fn storm_client(addr: SocketAddr, n: usize, phases: &mut dyn IdlePhases) -> Res<()> {
+    group::idle_client(addr, n, n, phases)
+}
+use crate::{aio, ev, group, tk};
 
 type ServerFn = fn(usize, mpsc::Sender<SocketAddr>) -> Res<()>;
 type ClientFn = fn(SocketAddr, usize, &mut dyn IdlePhases) -> Res<()>;
@@ -46,6 +51,13 @@ fn implementation(imp: &str) -> Res<(ServerFn, ClientFn)> {
         ),
         "tokio" => (tk::idle_server, tk::idle_client),
         "async-io" => (aio::idle_server, aio::idle_client),
+        "evstream-group2" => (
+            |n, tx| group::idle_server(n, false, tx),
+            |addr, n, phases| group::idle_client(addr, n, IDLE_WINDOW, phases),
+        ),
+        // Servers for `storm` only, whose client is always the group's.
+        "evstream-handoff2" => (|n, tx| group::idle_server(n, true, tx), storm_client),
+        "tokio-mt2" => (tk::idle_server_mt2, storm_client),
         _ => return Err(format!("no idle implementation {imp:?}").into()),
     })
 }
@@ -74,7 +86,76 @@ fn kib_per_conn(after: u64, before: u64, n: usize) -> f64 {
 /// and the CPU time and page faults of both processes during it.
 pub fn run(s: &Sizes, imp: &str) -> Res<Outcome> {
     let (_, client) = implementation(imp)?;
-    let n = s.idle;
+    let m = measure(imp, s.idle, client)?;
+    Ok(Outcome {
+        section: m.section,
+        values: vec![
+            m.open.wall.as_secs_f64() * 1000.0,
+            m.close.wall.as_secs_f64() * 1000.0,
+            m.client_b + m.server_b,
+            m.client_b,
+            m.server_b,
+        ],
+    })
+}
+
+/// `idlescale`: `idle` on 2-loop groups with `s.idle_max / divisor`
+/// connections: bytes per connection at each end, and the open and close
+/// times per connection (flat per connection = linear in total).
+pub fn scale(s: &Sizes, divisor: usize) -> Res<Outcome> {
+    let n = (s.idle_max / divisor).max(1);
+    let (_, client) = implementation("evstream-group2")?;
+    let m = measure("evstream-group2", n, client)?;
+    let us_per_conn = |section: &Section| section.wall.as_secs_f64() * 1e6 / n as f64;
+    eprintln!(
+        "    {n} connections: open {:.1} ms, close {:.1} ms",
+        m.open.wall.as_secs_f64() * 1000.0,
+        m.close.wall.as_secs_f64() * 1000.0
+    );
+    Ok(Outcome {
+        section: m.section,
+        values: vec![
+            m.client_b + m.server_b,
+            m.client_b,
+            m.server_b,
+            us_per_conn(&m.open),
+            us_per_conn(&m.close),
+        ],
+    })
+}
+
+/// `storm`: `s.storm` connections opened at once (a connect, a 64-byte
+/// round trip) against the `imp` server; the time until every one has
+/// its echo (any connection that fails fails the run), and how evenly the
+/// server's loops share them (fewest / most, in %).
+pub fn storm(s: &Sizes, imp: &str) -> Res<Outcome> {
+    let n = s.storm;
+    let m = measure(imp, n, storm_client)?;
+    let spread = match (m.server.get("loop_min"), m.server.get("loop_max")) {
+        (Some(&min), Some(&max)) if max > 0.0 => {
+            eprintln!("    per loop: fewest {min}, most {max} of {n}");
+            100.0 * min / max
+        }
+        _ => f64::NAN,
+    };
+    Ok(Outcome {
+        section: m.section,
+        values: vec![m.open.wall.as_secs_f64() * 1000.0, spread],
+    })
+}
+
+/// What one client/server pair measured.
+struct Measured {
+    section: Section,
+    open: Section,
+    close: Section,
+    client_b: f64,
+    server_b: f64,
+    server: BTreeMap<String, f64>,
+}
+
+/// Runs `client` against the `imp` server process with `n` connections.
+fn measure(imp: &str, n: usize, client: ClientFn) -> Res<Measured> {
     descriptors(n)?;
     let mut server = Command::new(std::env::current_exe()?)
         .args(["--child", &format!("idle-server:{imp}")])
@@ -119,15 +200,13 @@ pub fn run(s: &Sizes, imp: &str) -> Res<Outcome> {
         field("base_kib")? / 1024.0,
         field("rss_kib")? / 1024.0,
     );
-    Ok(Outcome {
+    Ok(Measured {
         section,
-        values: vec![
-            open.wall.as_secs_f64() * 1000.0,
-            close.wall.as_secs_f64() * 1000.0,
-            client_b + server_b,
-            client_b,
-            server_b,
-        ],
+        open,
+        close,
+        client_b,
+        server_b,
+        server: server_report.clone(),
     })
 }
 
@@ -257,10 +336,13 @@ pub fn server_main(imp: &str, n: usize) -> Res<()> {
             "measure" => {
                 let rss_kib = proc_status_kib("VmRSS")?;
                 let used = Usage::now().since(&base);
+                let spread = group::server_spread()
+                    .map(|(min, max)| format!("\tloop_min={min}\tloop_max={max}"))
+                    .unwrap_or_default();
                 let mut out = io::stdout().lock();
                 writeln!(
                     out,
-                    "SERVER\trss_kib={rss_kib}\tbase_kib={base_kib}\tcpu_ms={:.3}\tminflt={}",
+                    "SERVER\trss_kib={rss_kib}\tbase_kib={base_kib}\tcpu_ms={:.3}\tminflt={}{spread}",
                     used.cpu.as_secs_f64() * 1000.0,
                     used.minflt
                 )?;

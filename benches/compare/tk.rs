@@ -21,6 +21,14 @@ fn runtime() -> Res<Runtime> {
         .build()?)
 }
 
+/// tokio's multi-thread runtime (work stealing) with `workers` threads.
+pub fn runtime_mt(workers: usize) -> Res<Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_io()
+        .build()?)
+}
+
 /// A bound listener (std, non-blocking) and its address; it becomes a
 /// tokio listener inside the runtime.
 fn listener() -> Res<(std::net::TcpListener, SocketAddr)> {
@@ -158,6 +166,15 @@ pub fn lines_recv(addr_tx: mpsc::Sender<SocketAddr>, codec: bool) -> Res<LineChe
 
 /// A task per connection on both sides.
 pub fn conns(n: usize, rounds: usize, start: Mark) -> Res<Section> {
+    conns_on(runtime, n, rounds, start)
+}
+
+/// `conns` with a multi-thread runtime of 2 workers on each side.
+pub fn conns_mt2(n: usize, rounds: usize, start: Mark) -> Res<Section> {
+    conns_on(|| runtime_mt(2), n, rounds, start)
+}
+
+fn conns_on(runtime: fn() -> Res<Runtime>, n: usize, rounds: usize, start: Mark) -> Res<Section> {
     let (_, (), elapsed) = crate::common::run_pair(
         move |addr_tx| {
             let (listener, addr) = listener()?;
@@ -231,6 +248,20 @@ async fn client_rounds(addr: SocketAddr, rounds: usize) -> Res<TcpStream> {
 /// echoes into a `MSG`-byte buffer until EOF; returns once all `n`
 /// connections are closed.
 pub fn idle_server(n: usize, addr_tx: mpsc::Sender<SocketAddr>) -> Res<()> {
+    idle_server_on(runtime, n, addr_tx)
+}
+
+/// `idle_server` on a multi-thread runtime of 2 workers (the `storm`
+/// reference).
+pub fn idle_server_mt2(n: usize, addr_tx: mpsc::Sender<SocketAddr>) -> Res<()> {
+    idle_server_on(|| runtime_mt(2), n, addr_tx)
+}
+
+fn idle_server_on(
+    runtime: fn() -> Res<Runtime>,
+    n: usize,
+    addr_tx: mpsc::Sender<SocketAddr>,
+) -> Res<()> {
     let (listener, addr) = listener()?;
     addr_tx.send(addr)?;
     runtime()?.block_on(async move {

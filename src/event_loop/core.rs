@@ -70,12 +70,23 @@ pub(crate) trait Source: Send {
     /// panicked, or the loop itself is going away. Whoever waits on the
     /// source must see `reason`.
     fn abandon(&mut self, reason: Error);
+    /// The loop is draining ([`LoopHandle::drain`]): finish gracefully.
+    /// A server stops accepting and goes; a connection closes as
+    /// `Socket::close` does (flush, FIN) and goes once that is done.
+    fn drain(&mut self, core: &mut Core, id: SourceId) -> Step;
+    /// Whether the source is a connection: counted by
+    /// [`LoopHandle::connection_count`].
+    fn is_connection(&self) -> bool {
+        false
+    }
 }
 
 struct Slot {
     generation: u32,
     /// `None` while the source runs (it is taken out) or while reserved.
     source: Option<Box<dyn Source>>,
+    /// The source is a connection (counted in `Shared::connections`).
+    connection: bool,
 }
 
 /// The loop's state, owned by the thread that runs it.
@@ -98,6 +109,11 @@ pub(crate) struct Core {
     chunk_list: Vec<Bytes>,
     /// What every connection of the loop reads into.
     read_blocks: ReadBlocks,
+    /// The loop is draining (`LoopHandle::drain`): every source is asked
+    /// to finish, and the loop stops once none is left.
+    draining: bool,
+    /// Sources filled while draining, to be asked to finish too.
+    to_drain: Vec<SourceId>,
 }
 
 impl Core {
@@ -116,6 +132,8 @@ impl Core {
             commands: VecDeque::new(),
             chunk_list: Vec::new(),
             read_blocks: ReadBlocks::default(),
+            draining: false,
+            to_drain: Vec::new(),
         }
     }
 
@@ -167,6 +185,7 @@ impl Core {
         let index = self.sources.insert(Slot {
             generation,
             source: None,
+            connection: false,
         });
         SourceId {
             index: u32::try_from(index).expect("fewer than 2^32 sources"),
@@ -182,9 +201,52 @@ impl Core {
 
     /// Puts a source into a reserved slot and wakes it on this turn.
     pub(crate) fn fill(&mut self, id: SourceId, source: Box<dyn Source>) {
-        if let Some(slot) = self.slot(id) {
-            slot.source = Some(source);
-            self.pending_wakes.push_back(id);
+        let draining = self.draining;
+        let Some(slot) = self.slot(id) else {
+            return;
+        };
+        let connection = source.is_connection();
+        slot.connection = connection;
+        slot.source = Some(source);
+        if connection {
+            self.shared.connections.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pending_wakes.push_back(id);
+        if draining {
+            // Made on a draining loop (a connect posted before the drain):
+            // it finishes like the others.
+            self.to_drain.push(id);
+        }
+    }
+
+    /// Removes the source in slot `index` from the slab, keeping the
+    /// connection count.
+    fn remove_slot(&mut self, index: usize) {
+        if self.sources.remove(index).connection {
+            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts draining: every source is asked to finish gracefully
+    /// (servers stop accepting, connections close as `close()` does), and
+    /// once none is left the loop stops (see `LoopHandle::drain`).
+    pub(super) fn begin_drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        self.shared.draining.store(true, Ordering::Release);
+        let ids: Vec<SourceId> = self
+            .sources
+            .iter()
+            .filter(|(_, slot)| slot.source.is_some())
+            .map(|(index, slot)| SourceId {
+                index: index as u32,
+                generation: slot.generation,
+            })
+            .collect();
+        for id in ids {
+            self.dispatch(id, |s, core| s.drain(core, id));
         }
     }
 
@@ -258,13 +320,13 @@ impl Core {
                 }
             }
             Ok(Step::Remove) => {
-                self.sources.remove(id.index as usize);
+                self.remove_slot(id.index as usize);
                 run_contained("dropping a finished source", move || drop(source));
             }
             Err(payload) => {
                 let message = panic_message(&*payload);
                 log::error!("evstream: the loop's handling of a source panicked: {message}");
-                self.sources.remove(id.index as usize);
+                self.remove_slot(id.index as usize);
                 run_contained("abandoning a source", move || {
                     source.abandon(Error::Internal(message));
                     drop(source);
@@ -310,6 +372,11 @@ impl Core {
                 break;
             };
             self.dispatch(id, |s, core| s.on_wake(core, id));
+        }
+        if !self.to_drain.is_empty() {
+            for id in std::mem::take(&mut self.to_drain) {
+                self.dispatch(id, |s, core| s.drain(core, id));
+            }
         }
     }
 
@@ -362,10 +429,18 @@ impl Core {
         self.now.set(None);
         self.run_timers();
         self.run_commands();
+        if self.draining && self.sources.is_empty() {
+            // Drained: every server and connection has finished.
+            self.shared.stop.store(true, Ordering::SeqCst);
+        }
 
         // Nothing left that could wake us (the last timer just fired, say):
         // sleeping would be forever, so only poll; `run` then sees it idle.
-        let timeout = if must_not_sleep() || self.has_queued_work() || self.is_idle() {
+        let timeout = if must_not_sleep()
+            || self.has_queued_work()
+            || self.is_idle()
+            || self.shared.stop.load(Ordering::Relaxed)
+        {
             Some(Duration::ZERO)
         } else {
             // A fresh reading, not this turn's cached one: the callbacks run
@@ -415,6 +490,7 @@ impl Core {
             .drain()
             .filter_map(|slot| slot.source)
             .collect();
+        self.shared.connections.store(0, Ordering::Relaxed);
         for mut source in sources {
             run_contained("abandoning a source", move || {
                 source.abandon(Error::LoopStopped);
@@ -449,6 +525,9 @@ mod tests {
             Step::Keep
         }
         fn abandon(&mut self, _: Error) {}
+        fn drain(&mut self, _: &mut Core, _: SourceId) -> Step {
+            Step::Remove
+        }
     }
 
     fn probe() -> (Box<Probe>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
@@ -511,6 +590,9 @@ mod tests {
             fn abandon(&mut self, reason: Error) {
                 assert!(matches!(reason, Error::Internal(_)));
                 self.0.fetch_add(1, Ordering::SeqCst);
+            }
+            fn drain(&mut self, _: &mut Core, _: SourceId) -> Step {
+                Step::Remove
             }
         }
         let mut ev = EventLoop::new().unwrap();

@@ -16,12 +16,14 @@
 
 mod blocks;
 mod core;
+mod group;
 mod sys;
 mod task;
 pub mod time;
 mod timer;
 
 pub(crate) use self::core::{Core, Source, SourceId, Step};
+pub use group::LoopGroup;
 pub(crate) use sys::{Readiness, Registration};
 pub use task::JoinHandle;
 pub(crate) use timer::TimerId;
@@ -76,6 +78,10 @@ pub(crate) struct Shared {
     next_timer_id: AtomicU64,
     /// Spawned tasks not finished yet: they keep `run` going.
     live_tasks: AtomicUsize,
+    /// Connections the loop drives (kept by the core).
+    connections: AtomicUsize,
+    /// `drain` was asked for: the loop finishes its sources and stops.
+    draining: AtomicBool,
     /// A thread is running the loop (`run`, `block_on`, or the thread of
     /// `EventLoop::spawn`), so waiting on it makes sense.
     running: AtomicBool,
@@ -212,6 +218,65 @@ impl LoopHandle {
     /// is refused.
     pub fn is_stopped(&self) -> bool {
         self.shared.dead.load(Ordering::Acquire)
+    }
+
+    /// Stops the loop gracefully: servers on it stop accepting (their
+    /// listening sockets are closed), every connection on it is closed as
+    /// [`Socket::close`](crate::Socket::close) does — queued output is
+    /// flushed, then FIN — and once the last one is released the loop
+    /// stops ([`run`](EventLoop::run) and
+    /// [`run_until_stopped`](EventLoop::run_until_stopped) return; a loop
+    /// of [`EventLoop::spawn`] or of a [`LoopGroup`] ends its thread and is
+    /// then stopped for good, failing what is left, such as tasks, with
+    /// [`Error::LoopStopped`]).
+    ///
+    /// Each close is bounded by the connection's
+    /// [`close_linger`](crate::TcpOptions::close_linger), so a peer that
+    /// never reads cannot hold the loop. Connections made on the loop
+    /// while it drains are closed the same way. Idempotent; a loop that is
+    /// gone ignores it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let handle = evstream::EventLoop::spawn()?;
+    /// handle.drain(); // nothing to finish: the loop stops at once
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn drain(&self) {
+        let _ = self.call(|core| core.begin_drain());
+    }
+
+    /// Whether [`drain`](LoopHandle::drain) has started on this loop.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// How many connections the loop drives now: those being set up,
+    /// open, or closing (not yet released). Servers are not counted. A
+    /// metric like tokio's `RuntimeMetrics`, read without locking: it may
+    /// lag the loop by a turn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{tcp_connect, EventLoop, ServerOptions, TcpOptions, TcpServer};
+    ///
+    /// let mut ev = EventLoop::new()?;
+    /// let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", ServerOptions::new())?;
+    /// let client = tcp_connect(&ev.handle(), "127.0.0.1", server.local_addr().port(), TcpOptions::new())?;
+    /// let accepted = ev.block_on(server.accept())??;
+    /// assert_eq!(ev.handle().connection_count(), 2); // both ends live on this loop
+    /// # drop((client, accepted));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// How many spawned tasks on the loop have not finished yet.
+    pub fn task_count(&self) -> usize {
+        self.shared.live_tasks.load(Ordering::Relaxed)
     }
 
     /// True when called from the thread currently running this loop, i.e.
@@ -483,6 +548,8 @@ impl EventLoop {
             dead: AtomicBool::new(false),
             next_timer_id: AtomicU64::new(1),
             live_tasks: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
             running: AtomicBool::new(false),
             stepped: AtomicBool::new(false),
             warned_not_running: AtomicBool::new(false),
@@ -622,21 +689,31 @@ impl EventLoop {
     /// # std::io::Result::Ok(())
     /// ```
     pub fn spawn() -> io::Result<LoopHandle> {
+        EventLoop::spawn_named("evstream-loop".into()).map(|(handle, _)| handle)
+    }
+
+    /// Starts a loop on a background thread named `name`; returns its
+    /// handle and the thread's.
+    pub(crate) fn spawn_named(name: String) -> io::Result<(LoopHandle, thread::JoinHandle<()>)> {
         let mut event_loop = EventLoop::new()?;
         let handle = event_loop.handle();
         // Running from now on: the thread is about to run it, and a wait
         // started before it gets there is not a hang.
         handle.shared.running.store(true, Ordering::Release);
-        thread::Builder::new()
-            .name("evstream-loop".into())
-            .spawn(move || {
-                if let Err(err) = event_loop.run_until_stopped() {
-                    log::error!("evstream: event loop failed: {err}");
-                }
-                // Dropping it here stops it for good: its connections fail
-                // with `LoopStopped` rather than wait for ever.
-            })?;
-        Ok(handle)
+        let thread = thread::Builder::new().name(name).spawn(move || {
+            if let Err(err) = event_loop.run_until_stopped() {
+                log::error!("evstream: event loop failed: {err}");
+            }
+            // Dropping it here stops it for good: its connections fail
+            // with `LoopStopped` rather than wait for ever.
+        });
+        match thread {
+            Ok(thread) => Ok((handle, thread)),
+            Err(err) => {
+                handle.shared.running.store(false, Ordering::Release);
+                Err(err)
+            }
+        }
     }
 }
 

@@ -383,6 +383,13 @@ impl Source for Acceptor {
         Step::Keep
     }
 
+    fn drain(&mut self, _: &mut Core, _: SourceId) -> Step {
+        // Stop accepting: connections waiting for `accept()` are closed
+        // and the listening socket goes with this source.
+        self.shared.close();
+        Step::Remove
+    }
+
     fn abandon(&mut self, reason: Error) {
         log::debug!("evstream: server abandoned: {reason}");
         self.shared.closed.store(true, Ordering::SeqCst);

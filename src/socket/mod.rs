@@ -36,7 +36,7 @@ mod loom_tests;
 
 pub(crate) use callbacks::Callbacks;
 pub(crate) use config::Config;
-pub(crate) use connect::{connect, Setup, Target};
+pub(crate) use connect::{connect, Setup, Spread, Target};
 pub use event::Event;
 pub use handle::Socket;
 pub(crate) use input::{FrameKind, HeldInput, InputEnd, Lent};

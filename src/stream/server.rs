@@ -14,7 +14,9 @@ use futures_lite::Stream;
 use super::AsyncIoStream;
 use crate::error::{Error, Result};
 use crate::event_loop::default_loop;
-use crate::tcp::{dest_of, resolve_dest, ServerOptions, TcpServer, ToSocketAddrs, UnixServer};
+use crate::tcp::{
+    dest_of, resolve_dest, GroupServer, ServerOptions, TcpServer, ToSocketAddrs, UnixServer,
+};
 
 impl TcpServer {
     /// Binds an accept-mode server to `addr` on the [default
@@ -195,15 +197,86 @@ impl UnixServer {
     }
 }
 
+impl GroupServer {
+    /// Takes the next connection from any loop of the group (waiting for
+    /// one), with the peer's address: [`TcpServer::accept`] over every
+    /// listener, each looked at in turn so that no loop's connections
+    /// wait behind another's. The stream lives on the loop that accepted
+    /// it (`stream.socket().loop_handle()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once every listener is closed (by
+    /// [`close`](GroupServer::close), or with its loop drained);
+    /// [`Error::LoopStopped`] once every loop stopped, one of them
+    /// abruptly; [`Error::InvalidInput`] for a server in callback mode.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`TcpServer::accept`].
+    ///
+    /// # Examples
+    ///
+    /// One accept loop for the group; each connection served on its own
+    /// loop:
+    ///
+    /// ```
+    /// use evstream::{GroupServer, LoopGroup, ServerOptions};
+    /// use std::io::{Read, Write};
+    ///
+    /// let group = LoopGroup::with_loops(2)?;
+    /// let server = GroupServer::bind(&group, "127.0.0.1:0", ServerOptions::new())?;
+    /// let addr = server.local_addr();
+    /// group.spawn(async move {
+    ///     while let Ok((mut stream, _peer)) = server.accept().await {
+    ///         let owner = stream.socket().loop_handle().clone();
+    ///         owner.spawn(async move {
+    ///             let _ = stream.write_all(b"hello\n").await;
+    ///         });
+    ///     }
+    /// });
+    /// let mut client = std::net::TcpStream::connect(addr)?;
+    /// let mut hello = [0u8; 6];
+    /// client.read_exact(&mut hello)?;
+    /// assert_eq!(&hello, b"hello\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn accept(&self) -> Result<(AsyncIoStream, SocketAddr)> {
+        let stream = poll_fn(|cx| self.poll_accept(cx)).await?;
+        let peer = stream.socket().peer_addr().ok_or(Error::Closed)?;
+        Ok((stream, peer))
+    }
+
+    /// Polls for the next connection; see [`accept`](GroupServer::accept).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](GroupServer::accept).
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Result<AsyncIoStream>> {
+        self.poll_accept_socket(cx.waker())
+            .map_ok(|(socket, _)| AsyncIoStream::new(socket))
+    }
+
+    /// The accepted connections of every loop as a `Stream`, ending once
+    /// every listener is closed; see [`TcpServer::incoming`].
+    pub fn incoming(&self) -> Incoming {
+        Incoming {
+            server: Server::Group(self.clone()),
+            done: false,
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Server {
     Tcp(TcpServer),
     Unix(UnixServer),
+    Group(GroupServer),
 }
 
 /// The connections a server accepts, as a `futures::Stream` of
-/// `Result<AsyncIoStream>`: from [`TcpServer::incoming`] or
-/// [`UnixServer::incoming`]. It ends once the server is closed (after
+/// `Result<AsyncIoStream>`: from [`TcpServer::incoming`],
+/// [`UnixServer::incoming`] or [`GroupServer::incoming`]. It ends once the server is closed (after
 /// yielding [`Error::LoopStopped`] once, if its loop stopped).
 pub struct Incoming {
     server: Server,
@@ -229,6 +302,7 @@ impl Stream for Incoming {
         let poll = match &this.server {
             Server::Tcp(server) => server.poll_accept(cx),
             Server::Unix(server) => server.poll_accept(cx),
+            Server::Group(server) => server.poll_accept(cx),
         };
         match poll {
             Poll::Pending => Poll::Pending,

@@ -2,12 +2,14 @@
 //! options both take ([`TcpOptions`]).
 
 mod addr;
+mod group_server;
 mod options;
 mod server;
 
 pub use addr::ToSocketAddrs;
 pub(crate) use addr::{dest_of, resolve_dest, Dest};
 
+pub use group_server::GroupServer;
 pub use options::{
     TcpOptions, DEFAULT_CLOSE_LINGER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_READ_CHUNK_SIZE, DEFAULT_READ_HIGH_WATERMARK, DEFAULT_WRITE_HIGH_WATERMARK,

@@ -362,6 +362,7 @@ impl TcpOptions {
             data: self.data,
             #[cfg(feature = "tls")]
             tls: self.tls,
+            spread: None,
         })
     }
 

@@ -82,7 +82,7 @@ impl ServerOptions {
     }
 
     /// The options of each accepted connection, TLS included.
-    fn connection_setup(&self) -> Result<crate::socket::Setup> {
+    pub(crate) fn connection_setup(&self) -> Result<crate::socket::Setup> {
         let connection = self.connection.clone();
         #[cfg(feature = "tls")]
         let connection = match &self.tls {
@@ -93,7 +93,7 @@ impl ServerOptions {
     }
 
     /// Refuses settings that cannot work.
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.backlog < 0 {
             return Err(Error::InvalidInput("the backlog must be at least 0".into()));
         }
@@ -121,7 +121,7 @@ impl ServerOptions {
     }
 
     /// The bound of an accept-mode server's queue: the backlog, at least 1.
-    fn queue_capacity(&self) -> usize {
+    pub(crate) fn queue_capacity(&self) -> usize {
         usize::try_from(self.backlog.max(1)).unwrap_or(1)
     }
 }
@@ -199,6 +199,13 @@ impl Owner {
 }
 
 impl TcpServer {
+    /// The server of a listener already started (a group server's).
+    pub(crate) fn from_handle(handle: ServerHandle) -> TcpServer {
+        TcpServer {
+            shared: Arc::new(handle),
+        }
+    }
+
     /// Binds a listening socket to `addr` (port 0 picks a free port) and
     /// starts accepting on `handle`'s loop: in callback mode if
     /// `options`' connection options have callbacks, else in accept mode
@@ -297,7 +304,7 @@ impl TcpServer {
     }
 }
 
-fn listen(addr: SocketAddr, options: &ServerOptions) -> io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr, options: &ServerOptions) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(options.reuse_address)?;

@@ -8,7 +8,8 @@ pub(super) use sys::{connect_tcp, connect_unix};
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -40,6 +41,36 @@ pub(crate) struct Setup {
     /// TLS between the socket and the buffers.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<crate::tls::TlsSetup>>,
+    /// For a server's connections: the loops they are handed to in turn
+    /// (a group server with one listener); `None` keeps each on the loop
+    /// that accepted it.
+    pub(crate) spread: Option<Arc<Spread>>,
+}
+
+/// The loops a server hands its accepted connections to, round-robin.
+pub(crate) struct Spread {
+    loops: Vec<LoopHandle>,
+    next: AtomicUsize,
+}
+
+impl Spread {
+    pub(crate) fn new(loops: Vec<LoopHandle>) -> Spread {
+        Spread {
+            loops,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next loop that is neither stopped nor draining; `None` when
+    /// that is `here` (or when no other loop is left).
+    fn pick(&self, here: &LoopHandle) -> Option<&LoopHandle> {
+        let n = self.loops.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &self.loops[(start + k) % n])
+            .find(|h| !h.is_stopped() && !h.is_draining())
+            .filter(|h| *h != here)
+    }
 }
 
 impl Setup {
@@ -133,27 +164,50 @@ pub(super) fn accepted(
     peer: Option<SocketAddr>,
 ) -> Arc<Conn> {
     let tls = setup.tls();
-    let origin = Origin {
-        listener: Some(listener.clone()),
-        ..Origin::default()
+    let new_conn = |handle: LoopHandle| {
+        let origin = Origin {
+            listener: Some(listener.clone()),
+            ..Origin::default()
+        };
+        Conn::new(
+            handle,
+            setup.config.clone(),
+            &setup.callbacks,
+            origin,
+            tls.is_some(),
+        )
     };
-    let conn = Conn::new(
-        core.handle(),
-        setup.config.clone(),
-        &setup.callbacks,
-        origin,
-        tls.is_some(),
-    );
     // A server on one address is every connection's local address; one on
     // a wildcard address must ask.
     let local = listener
         .local_addr()
         .filter(|addr| !addr.ip().is_unspecified());
-    let start = Start::Accepted {
+    let mut start = Start::Accepted {
         stream,
         peer,
         local,
     };
+    let here = core.handle();
+    if let Some(target) = setup.spread.as_ref().and_then(|s| s.pick(&here)) {
+        // Handed off: the connection lives on `target` from the start (its
+        // handle is made here, before its driver runs there).
+        let conn = new_conn(target.clone());
+        let slot = Arc::new(Mutex::new(Some(start)));
+        let (remote, driver_conn) = (slot.clone(), conn.clone());
+        let (callbacks, remote_tls) = (setup.callbacks.clone(), setup.tls());
+        let posted = target.call(move |core| {
+            if let Some(start) = lock(&remote).take() {
+                Driver::spawn(core, driver_conn, callbacks, start, remote_tls);
+            }
+        });
+        if posted.is_ok() {
+            return conn;
+        }
+        // `target` stopped meanwhile (the call was dropped unrun): keep
+        // the connection here.
+        start = lock(&slot).take().expect("an unrun call leaves the start");
+    }
+    let conn = new_conn(here);
     Driver::spawn(core, conn.clone(), setup.callbacks.clone(), start, tls);
     conn
 }

@@ -313,6 +313,17 @@ impl Source for Driver {
         self.run_close_callbacks();
         self.socket = None;
     }
+
+    fn drain(&mut self, _: &mut Core, _: SourceId) -> Step {
+        // As the application's `close()`: the request wakes this driver,
+        // which flushes, sends FIN and goes once released.
+        self.conn.close();
+        Step::Keep
+    }
+
+    fn is_connection(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for Driver {
