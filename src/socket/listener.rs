@@ -14,19 +14,37 @@
 //! past that, makes clients wait), and starts again when the application
 //! takes one. Memory stays bounded by configuration whatever the clients
 //! do.
+//!
+//! # When the acceptor stops taking connections
+//!
+//! Besides a full accept queue, three things make the acceptor leave
+//! connections in the kernel's listen backlog (where clients wait, and are
+//! not refused by us); as every source is registered edge-triggered, a
+//! stopped acceptor costs nothing until something wakes it, and then it
+//! accepts until `WouldBlock` again:
+//!
+//! * the server's [`Gate`] is at its connection limit: every accepted
+//!   connection holds a slot of it from `accept` until its driver releases
+//!   the socket, and the release that makes room wakes the stalled
+//!   acceptors (every listener of a group server shares one gate);
+//! * the gate is paused by hand; resuming wakes every acceptor;
+//! * `accept` failed for want of descriptors or memory (`EMFILE`,
+//!   `ENFILE`, `ENOBUFS`…): the acceptor backs off for [`ACCEPT_RETRY`],
+//!   ignoring readiness meanwhile, so a flood of connects it cannot take
+//!   does not keep the loop busy.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use super::connect::{accepted, Setup};
 use super::protocol::Wakers;
-use super::{NetListener, Socket};
+use super::{NetListener, NetStream, Socket};
 use crate::error::{Error, Result};
 use crate::event_loop::{Core, LoopHandle, Readiness, Registration, Source, SourceId, Step};
 use crate::sync::lock;
@@ -36,6 +54,116 @@ use crate::sync::lock;
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 const TOKEN_RETRY: u64 = 1;
 const UNREGISTERED: u64 = u64::MAX;
+
+/// The connection limit and the pause switch of one server, shared by
+/// every listener of a group server (so the limit is the group's total).
+///
+/// Every connection accepted holds a slot from the moment the acceptor
+/// takes it from the kernel until its socket is released (closed, failed,
+/// or abandoned with its loop). The acceptor reserves the slot *before*
+/// calling `accept`, so the limit is never overshot, not even by loops
+/// accepting at once.
+pub(crate) struct Gate {
+    /// `usize::MAX` when there is no limit.
+    max: usize,
+    /// Slots held: open connections, plus a reservation for an `accept`
+    /// under way.
+    open: AtomicUsize,
+    /// Paused by hand.
+    paused: AtomicBool,
+    /// Some acceptor stopped at the limit and waits for a release to wake
+    /// it. Set before its last look at `open` and cleared by the release
+    /// that wakes it (both `SeqCst`): either that look sees the room, or
+    /// the release sees the flag.
+    stalled: AtomicBool,
+    /// The listeners to wake when there is room again or accepting
+    /// resumes.
+    acceptors: Mutex<Vec<Weak<ListenerShared>>>,
+}
+
+impl Gate {
+    /// A gate for one server (or one group server); `max` of `None` is no
+    /// limit.
+    pub(crate) fn new(max: Option<usize>) -> Arc<Gate> {
+        Arc::new(Gate {
+            max: max.unwrap_or(usize::MAX),
+            open: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+            acceptors: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn add_acceptor(&self, listener: &Arc<ListenerShared>) {
+        let mut acceptors = lock(&self.acceptors);
+        acceptors.retain(|weak| weak.strong_count() > 0);
+        acceptors.push(Arc::downgrade(listener));
+    }
+
+    /// Reserves a slot if one is free.
+    fn try_acquire(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < self.max).then_some(open + 1)
+            })
+            .is_ok()
+    }
+
+    /// Reserves a slot, or records that an acceptor waits for one (the
+    /// release that frees one then wakes it).
+    fn acquire(&self) -> bool {
+        if self.try_acquire() {
+            return true;
+        }
+        self.stalled.store(true, Ordering::SeqCst);
+        // A slot released between the first look and the flag woke nobody.
+        self.try_acquire()
+    }
+
+    /// Gives a slot back: a connection was released, or an `accept` took
+    /// nothing. Wakes the acceptors stalled at the limit.
+    fn release(&self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        if self.stalled.swap(false, Ordering::SeqCst) {
+            self.wake_acceptors();
+        }
+    }
+
+    fn wake_acceptors(&self) {
+        let acceptors: Vec<Arc<ListenerShared>> = lock(&self.acceptors)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for acceptor in acceptors {
+            acceptor.wake_acceptor();
+        }
+    }
+
+    /// Stops every acceptor of the server from taking connections.
+    pub(crate) fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets every acceptor of the server take connections again.
+    pub(crate) fn resume(&self) {
+        if self.paused.swap(false, Ordering::SeqCst) {
+            self.wake_acceptors();
+        }
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Open connections (and an `accept` possibly under way).
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn max(&self) -> Option<usize> {
+        (self.max != usize::MAX).then_some(self.max)
+    }
+}
 
 /// What every handle to a server shares with its acceptor.
 pub(crate) struct ListenerShared {
@@ -52,6 +180,8 @@ pub(crate) struct ListenerShared {
     /// User handles alive ([`ServerHandle`]s): an accept-mode server is
     /// closed when the last one goes, since nobody could accept any more.
     handles: AtomicUsize,
+    /// The connection limit and pause switch (shared within a group).
+    gate: Arc<Gate>,
 }
 
 /// Accepted connections waiting for `accept()`.
@@ -120,16 +250,32 @@ impl ListenerShared {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// The server's connection limit and pause switch.
+    pub(crate) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// A connection this server accepted released its socket: its slot is
+    /// free.
+    pub(super) fn connection_released(&self) {
+        self.gate.release();
+    }
+
+    /// Asks the acceptor to look at the listening socket again.
+    fn wake_acceptor(&self) {
+        let token = self.source.load(Ordering::SeqCst);
+        if token != UNREGISTERED {
+            self.handle.wake_source(SourceId::from_token(token));
+        }
+    }
+
     /// Stops accepting and releases the listening socket. Idempotent.
     /// Connections waiting in the accept queue are closed (gracefully: no
     /// handle to them was handed out), and waiting `accept()`s fail with
     /// [`Error::Closed`].
     pub(crate) fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
-            let token = self.source.load(Ordering::SeqCst);
-            if token != UNREGISTERED {
-                self.handle.wake_source(SourceId::from_token(token));
-            }
+            self.wake_acceptor();
         }
         self.end_queue(Error::Closed);
     }
@@ -201,10 +347,7 @@ impl ListenerShared {
             drop(q);
             if resume {
                 // The acceptor stopped at a full queue: there is room now.
-                let token = self.source.load(Ordering::SeqCst);
-                if token != UNREGISTERED {
-                    self.handle.wake_source(SourceId::from_token(token));
-                }
+                self.wake_acceptor();
             }
             others.wake_all();
             match opened {
@@ -227,7 +370,9 @@ impl ListenerShared {
 
 /// Registers `listener` on `handle`'s loop and starts accepting, each
 /// accepted connection made from `setup`: handed to its callbacks if it
-/// has any, else queued for `accept()` (at most `backlog` at a time).
+/// has any, else queued for `accept()` (at most `backlog` at a time). The
+/// connections hold slots of `gate` (which other listeners of a group
+/// server may share) while they are open.
 ///
 /// # Errors
 ///
@@ -239,6 +384,7 @@ pub(crate) fn listen(
     local_path: Option<PathBuf>,
     setup: Setup,
     backlog: usize,
+    gate: Arc<Gate>,
 ) -> Result<ServerHandle> {
     let queue = (!setup.callbacks.any()).then(|| {
         Mutex::new(AcceptQueue {
@@ -257,7 +403,9 @@ pub(crate) fn listen(
         closed: AtomicBool::new(false),
         queue,
         handles: AtomicUsize::new(0),
+        gate,
     });
+    shared.gate.add_acceptor(&shared);
     let user = ServerHandle::new(shared.clone());
     let server = shared.clone();
     handle.call(move |core| {
@@ -275,6 +423,8 @@ pub(crate) fn listen(
                     registration,
                     setup,
                     retry_pending: false,
+                    failing: false,
+                    held: None,
                 }),
             ),
             Err(err) => {
@@ -293,11 +443,23 @@ struct Acceptor {
     shared: Arc<ListenerShared>,
     registration: Registration<NetListener>,
     setup: Setup,
+    /// Backing off after a failed `accept`: only the retry timer accepts.
     retry_pending: bool,
+    /// `accept` has failed since it last succeeded (logged once).
+    failing: bool,
+    /// A connection taken from the kernel just as accepting was paused:
+    /// handed over when accepting resumes (it holds its slot meanwhile).
+    held: Option<(NetStream, Option<SocketAddr>)>,
 }
 
 impl Acceptor {
     fn accept_all(&mut self, core: &mut Core, id: SourceId) {
+        if self.retry_pending {
+            // Backing off: the retry timer tries again; a readiness edge
+            // (a flood of new connections) must not.
+            return;
+        }
+        let gate = self.shared.gate.clone();
         loop {
             if let Some(queue) = &self.shared.queue {
                 let mut queue = lock(queue);
@@ -308,46 +470,93 @@ impl Acceptor {
                     return;
                 }
             }
-            match self.registration.source().accept() {
-                Ok((stream, peer)) => {
-                    let conn = accepted(core, &self.shared, &self.setup, stream, peer);
-                    if let Some(queue) = &self.shared.queue {
-                        // The handle exists before the driver first runs,
-                        // so the connection stays open for `accept()`.
-                        let socket = Socket::from_conn(conn);
-                        let wakers = {
-                            let mut queue = lock(queue);
-                            if queue.ended.is_some() {
-                                None
-                            } else {
-                                queue.ready.push_back((socket, peer));
-                                Some(queue.wakers.take())
+            if gate.is_paused() {
+                // `resume` wakes this source.
+                return;
+            }
+            let (stream, peer) = match self.held.take() {
+                Some(held) => held,
+                None => {
+                    if !gate.acquire() {
+                        // At the limit: the release that makes room wakes
+                        // this source.
+                        return;
+                    }
+                    match self.registration.source().accept() {
+                        Ok(accepted) => accepted,
+                        Err(err) => {
+                            gate.release();
+                            if self.accept_failed(core, id, err) {
+                                continue;
                             }
-                        };
-                        // (A server closed meanwhile: the socket was
-                        // dropped above, which closes it.)
-                        if let Some(wakers) = wakers {
-                            wakers.wake_all();
+                            return;
                         }
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(err) => {
-                    // Out of descriptors or memory: the waiting connections
-                    // stay queued; try again shortly.
-                    log::warn!("evstream: accept failed ({err}); retrying in {ACCEPT_RETRY:?}");
-                    if !self.retry_pending {
-                        self.retry_pending = true;
-                        core.add_timer_after(ACCEPT_RETRY, id, TOKEN_RETRY);
+            };
+            if self.failing {
+                self.failing = false;
+                log::info!("evstream: accepting again");
+            }
+            if gate.is_paused() {
+                // Paused while this one was being accepted: a connection
+                // made after `pause_accepting` returned is not handed over
+                // before `resume_accepting`.
+                self.held = Some((stream, peer));
+                return;
+            }
+            let conn = accepted(core, &self.shared, &self.setup, stream, peer);
+            if let Some(queue) = &self.shared.queue {
+                // The handle exists before the driver first runs, so the
+                // connection stays open for `accept()`.
+                let socket = Socket::from_conn(conn);
+                let wakers = {
+                    let mut queue = lock(queue);
+                    if queue.ended.is_some() {
+                        None
+                    } else {
+                        queue.ready.push_back((socket, peer));
+                        Some(queue.wakers.take())
                     }
-                    return;
+                };
+                // (A server closed meanwhile: the socket was dropped
+                // above, which closes it.)
+                if let Some(wakers) = wakers {
+                    wakers.wake_all();
                 }
             }
+        }
+    }
+
+    /// Handles a failed `accept`: whether to go on accepting at once (a
+    /// connection that went away, a signal), else backs off.
+    fn accept_failed(&mut self, core: &mut Core, id: SourceId, err: io::Error) -> bool {
+        match err.kind() {
+            io::ErrorKind::WouldBlock => false,
+            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => true,
+            _ => {
+                // Out of descriptors (EMFILE, ENFILE) or memory: the
+                // waiting connections stay in the kernel's backlog; try
+                // again shortly, not on every new connection.
+                if !self.failing {
+                    self.failing = true;
+                    log::warn!("evstream: accept failed ({err}); retrying every {ACCEPT_RETRY:?}");
+                } else {
+                    log::debug!("evstream: accept failed again ({err})");
+                }
+                self.retry_pending = true;
+                core.add_timer_after(ACCEPT_RETRY, id, TOKEN_RETRY);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        // A connection held through a pause is closed with the server.
+        if self.held.take().is_some() {
+            self.shared.gate.release();
         }
     }
 }

@@ -40,7 +40,7 @@ pub(crate) use connect::{connect, Setup, Spread, Target};
 pub use event::Event;
 pub use handle::Socket;
 pub(crate) use input::{FrameKind, HeldInput, InputEnd, Lent};
-pub(crate) use listener::{listen, ServerHandle};
+pub(crate) use listener::{listen, Gate, ServerHandle};
 pub(crate) use net::{NetListener, NetStream};
 
 #[cfg(test)]

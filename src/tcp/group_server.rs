@@ -47,6 +47,18 @@ const SHARDED: bool = cfg!(all(
 /// (`stream.socket().loop_handle().spawn(..)`) for no cross-thread
 /// wake-ups.
 ///
+/// # Limits and pausing
+///
+/// [`ServerOptions::max_connections`] bounds the *whole group*: one count
+/// of open connections, shared by the listeners of every loop (what a
+/// server's limit means to a tokio or libevent user; a limit per loop
+/// would let a group of N loops hold N times as many). At the limit every
+/// listener stops accepting, and a connection released on any loop lets
+/// them go on. Likewise [`pause_accepting`](GroupServer::pause_accepting)
+/// pauses every listener, and a [`TcpServer`] from
+/// [`listeners`](GroupServer::listeners) shares the group's limit, count
+/// and pause switch.
+///
 /// A loop stopped with [`LoopGroup::stop_loop`] closes its listener and
 /// drains its connections while the others keep serving (with hand-off,
 /// stopping the loop that holds the listener stops the accepting). Closing
@@ -169,6 +181,7 @@ impl GroupServer {
             None,
             setup,
             options.queue_capacity(),
+            options.gate(),
         )?;
         Ok(GroupServer::new(
             vec![TcpServer::from_handle(server)],
@@ -231,6 +244,154 @@ impl GroupServer {
     /// How many accepted connections wait for `accept`, on every loop.
     pub fn queued(&self) -> usize {
         self.inner.servers.iter().map(TcpServer::queued).sum()
+    }
+
+    /// Stops taking connections on every loop until
+    /// [`resume_accepting`](GroupServer::resume_accepting), from any
+    /// thread; see [`TcpServer::pause_accepting`].
+    ///
+    /// # Errors
+    ///
+    /// None: pausing a closed server does nothing.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{GroupServer, LoopGroup, ServerOptions};
+    ///
+    /// let group = LoopGroup::with_loops(2)?;
+    /// let server = GroupServer::bind(&group, "127.0.0.1:0", ServerOptions::new())?;
+    /// server.pause_accepting();
+    /// // One switch for the whole group.
+    /// assert!(server.listeners().iter().all(|listener| listener.is_accepting_paused()));
+    /// server.resume_accepting();
+    /// assert!(!server.is_accepting_paused());
+    /// # Ok::<(), evstream::Error>(())
+    /// ```
+    pub fn pause_accepting(&self) {
+        // The listeners share one switch.
+        self.inner.servers[0].pause_accepting();
+    }
+
+    /// Takes connections again on every loop after
+    /// [`pause_accepting`](GroupServer::pause_accepting); see
+    /// [`TcpServer::resume_accepting`].
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{GroupServer, LoopGroup, ServerOptions};
+    ///
+    /// let group = LoopGroup::with_loops(2)?;
+    /// let server = GroupServer::bind(&group, "127.0.0.1:0", ServerOptions::new())?;
+    /// server.pause_accepting();
+    /// server.resume_accepting();
+    /// let _client = std::net::TcpStream::connect(server.local_addr())?;
+    /// let acceptor = server.clone();
+    /// let (_stream, _peer) = group.block_on(async move { acceptor.accept().await })??;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resume_accepting(&self) {
+        self.inner.servers[0].resume_accepting();
+    }
+
+    /// Whether accepting is paused by hand; see
+    /// [`TcpServer::is_accepting_paused`].
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{GroupServer, LoopGroup, ServerOptions};
+    ///
+    /// let group = LoopGroup::with_loops(2)?;
+    /// let server = GroupServer::bind(&group, "127.0.0.1:0", ServerOptions::new())?;
+    /// assert!(!server.is_accepting_paused());
+    /// # Ok::<(), evstream::Error>(())
+    /// ```
+    pub fn is_accepting_paused(&self) -> bool {
+        self.inner.servers[0].is_accepting_paused()
+    }
+
+    /// How many connections the server has open on all its loops: what
+    /// [`ServerOptions::max_connections`] bounds; see
+    /// [`TcpServer::connection_count`].
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{GroupServer, LoopGroup, ServerOptions};
+    ///
+    /// let group = LoopGroup::with_loops(2)?;
+    /// let options = ServerOptions::new().max_connections(100);
+    /// let server = GroupServer::bind(&group, "127.0.0.1:0", options)?;
+    /// let _clients = [
+    ///     std::net::TcpStream::connect(server.local_addr())?,
+    ///     std::net::TcpStream::connect(server.local_addr())?,
+    /// ];
+    /// let acceptor = server.clone();
+    /// let accepted = group.block_on(async move {
+    ///     (acceptor.accept().await, acceptor.accept().await)
+    /// })?;
+    /// let _streams = (accepted.0?, accepted.1?);
+    /// assert_eq!(server.connection_count(), 2); // on whichever loops took them
+    /// assert_eq!(server.max_connections(), Some(100)); // for the whole group
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connection_count(&self) -> usize {
+        self.inner.servers[0].connection_count()
+    }
+
+    /// The whole group's connection limit, set with
+    /// [`ServerOptions::max_connections`], if any.
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{GroupServer, LoopGroup, ServerOptions};
+    ///
+    /// let group = LoopGroup::with_loops(2)?;
+    /// let server = GroupServer::bind(&group, "127.0.0.1:0", ServerOptions::new())?;
+    /// assert_eq!(server.max_connections(), None);
+    /// # Ok::<(), evstream::Error>(())
+    /// ```
+    pub fn max_connections(&self) -> Option<usize> {
+        self.inner.servers[0].max_connections()
     }
 
     /// The next queued connection of any listener, looking at each in
@@ -314,6 +475,8 @@ fn bind_sharded(
         listeners.push(listen(local_addr, &options)?);
     }
     let mut servers = Vec::with_capacity(loops.len());
+    // One limit for the whole group.
+    let gate = options.gate();
     for (handle, listener) in loops.iter().zip(listeners) {
         let started = options.connection_setup().and_then(|setup| {
             start_listening(
@@ -323,6 +486,7 @@ fn bind_sharded(
                 None,
                 setup,
                 options.queue_capacity(),
+                gate.clone(),
             )
         });
         match started {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::TcpOptions;
 use crate::error::{Error, Result};
 use crate::event_loop::LoopHandle;
-use crate::socket::{listen as start_listening, NetListener, ServerHandle, Socket};
+use crate::socket::{listen as start_listening, Gate, NetListener, ServerHandle, Socket};
 
 /// Options for [`TcpServer::bind`].
 ///
@@ -20,6 +20,7 @@ use crate::socket::{listen as start_listening, NetListener, ServerHandle, Socket
 ///
 /// let options = ServerOptions::new()
 ///     .backlog(64)
+///     .max_connections(10_000)
 ///     .connection(TcpOptions::new().read_cb(|socket, data| {
 ///         let _ = socket.write_bytes(data); // echo
 ///     }));
@@ -30,6 +31,8 @@ pub struct ServerOptions {
     backlog: i32,
     reuse_address: bool,
     reuse_port: bool,
+    /// At most this many accepted connections open at once.
+    max_connections: Option<usize>,
     connection: TcpOptions,
     /// TLS for accepted connections, applied when the server binds (so the
     /// order of `connection` and `tls` does not matter).
@@ -44,13 +47,14 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
-    /// Defaults: backlog 1024, `SO_REUSEADDR` on, `SO_REUSEPORT` off, and
-    /// default [`TcpOptions`] for each connection.
+    /// Defaults: backlog 1024, `SO_REUSEADDR` on, `SO_REUSEPORT` off, no
+    /// connection limit, and default [`TcpOptions`] for each connection.
     pub fn new() -> Self {
         ServerOptions {
             backlog: 1024,
             reuse_address: true,
             reuse_port: false,
+            max_connections: None,
             connection: TcpOptions::new(),
             #[cfg(feature = "tls")]
             tls: None,
@@ -81,6 +85,77 @@ impl ServerOptions {
         self
     }
 
+    /// At most `limit` accepted connections open at once (nginx's
+    /// `worker_connections`, a tokio server's semaphore around `accept`).
+    ///
+    /// A connection counts from the moment the server takes it from the
+    /// kernel until its socket is released: closed (after the graceful
+    /// close has flushed and the peer's FIN or the close linger came),
+    /// aborted, failed, or dropped (accept mode). In accept mode the
+    /// connections waiting for [`accept`](TcpServer::accept) count too.
+    ///
+    /// At the limit the server stops calling `accept`: new clients wait in
+    /// the kernel's listen backlog (their connect completes, nothing is
+    /// refused by evstream; past the backlog the kernel makes them retry).
+    /// When one of the server's connections is released, accepting resumes
+    /// at once — in the order the kernel queued them, so no connection is
+    /// lost. Both callback mode and accept mode hold the limit.
+    ///
+    /// On a [`GroupServer`](crate::GroupServer) the limit is the *whole
+    /// group's* total, shared by the listeners of every loop (what a
+    /// server's limit means in tokio or libevent), not a limit per loop.
+    ///
+    /// No limit by default. See also
+    /// [`TcpServer::pause_accepting`] to stop accepting by hand, and
+    /// [`TcpServer::connection_count`].
+    ///
+    /// # Errors
+    ///
+    /// None here (a builder); a `limit` of 0 — a server that could never
+    /// accept — makes [`TcpServer::bind`] (and every other bind) fail with
+    /// [`Error::InvalidInput`]. To accept nothing for a while, bind with a
+    /// limit and call [`pause_accepting`](TcpServer::pause_accepting).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// At most one connection at a time: a second client waits in the
+    /// kernel's backlog until the first is closed.
+    ///
+    /// ```
+    /// use evstream::{EventLoop, ServerOptions, TcpServer};
+    ///
+    /// let mut ev = EventLoop::new()?;
+    /// let options = ServerOptions::new().max_connections(1);
+    /// let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", options)?;
+    /// assert_eq!(server.max_connections(), Some(1));
+    /// let first = std::net::TcpStream::connect(server.local_addr())?;
+    /// let second = std::net::TcpStream::connect(server.local_addr())?; // waits in the backlog
+    /// let (accepted, _) = ev.block_on(server.accept())??;
+    /// assert_eq!(server.connection_count(), 1);
+    /// drop((first, accepted)); // both ends close: the slot is free again
+    /// let (_accepted, peer) = ev.block_on(server.accept())??;
+    /// assert_eq!(peer, second.local_addr()?);
+    ///
+    /// // 0 is refused where the options are used.
+    /// let zero = ServerOptions::new().max_connections(0);
+    /// let refused = TcpServer::bind(&ev.handle(), "127.0.0.1:0", zero);
+    /// assert!(matches!(refused, Err(evstream::Error::InvalidInput(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = Some(limit);
+        self
+    }
+
+    /// A new gate with the connection limit, for one server (or group).
+    pub(crate) fn gate(&self) -> Arc<Gate> {
+        Gate::new(self.max_connections)
+    }
+
     /// The options of each accepted connection, TLS included.
     pub(crate) fn connection_setup(&self) -> Result<crate::socket::Setup> {
         let connection = self.connection.clone();
@@ -96,6 +171,13 @@ impl ServerOptions {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.backlog < 0 {
             return Err(Error::InvalidInput("the backlog must be at least 0".into()));
+        }
+        if self.max_connections == Some(0) {
+            return Err(Error::InvalidInput(
+                "max_connections must be at least 1 (a server with a limit of 0 could never \
+                 accept; to accept nothing for a while, use pause_accepting)"
+                    .into(),
+            ));
         }
         self.connection_setup().map(drop)
     }
@@ -242,6 +324,7 @@ impl TcpServer {
                         None,
                         options.connection_setup()?,
                         capacity,
+                        options.gate(),
                     )?;
                     return Ok(TcpServer {
                         shared: Arc::new(shared),
@@ -292,6 +375,170 @@ impl TcpServer {
     /// (at most the backlog; 0 in callback mode).
     pub fn queued(&self) -> usize {
         self.shared.queued()
+    }
+
+    /// Stops taking connections from the kernel until
+    /// [`resume_accepting`](TcpServer::resume_accepting), from any thread.
+    ///
+    /// New clients wait in the kernel's listen backlog meanwhile (their
+    /// connect completes; past the backlog the kernel makes them retry);
+    /// connections already accepted go on, and in accept mode those
+    /// already queued can still be taken with [`accept`](TcpServer::accept).
+    /// Takes effect at once: no connection that the kernel queued after
+    /// this call returns is handed to the callbacks or the accept queue
+    /// before accepting resumes (the acceptor looks at the switch again
+    /// after every `accept`, and keeps one it took in that instant until
+    /// it resumes). Idempotent; it does not close the server, and the
+    /// connection limit ([`ServerOptions::max_connections`]) still applies
+    /// once resumed. For a listener of a [`GroupServer`](crate::GroupServer)
+    /// it pauses the whole group (one switch for every loop).
+    ///
+    /// # Errors
+    ///
+    /// None: pausing a closed server does nothing.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use evstream::{EventLoop, ServerOptions, TcpServer};
+    ///
+    /// let mut ev = EventLoop::new()?;
+    /// let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", ServerOptions::new())?;
+    /// server.pause_accepting();
+    /// assert!(server.is_accepting_paused());
+    /// let client = std::net::TcpStream::connect(server.local_addr())?; // waits in the backlog
+    /// let wait = ev.handle().timeout(Duration::from_millis(50), server.accept());
+    /// let waited = ev.block_on(wait)?;
+    /// assert!(waited.is_err(), "not accepted while paused");
+    /// server.resume_accepting();
+    /// let (_stream, peer) = ev.block_on(server.accept())??;
+    /// assert_eq!(peer, client.local_addr()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pause_accepting(&self) {
+        self.shared.gate().pause();
+    }
+
+    /// Takes connections from the kernel again after
+    /// [`pause_accepting`](TcpServer::pause_accepting), from any thread:
+    /// those that waited in the backlog meanwhile are accepted at once, in
+    /// order (up to the connection limit). Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// None: resuming a closed server does nothing.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{EventLoop, ServerOptions, TcpServer};
+    ///
+    /// let mut ev = EventLoop::new()?;
+    /// let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", ServerOptions::new())?;
+    /// server.pause_accepting();
+    /// let _client = std::net::TcpStream::connect(server.local_addr())?;
+    /// server.resume_accepting();
+    /// assert!(!server.is_accepting_paused());
+    /// let (_stream, _peer) = ev.block_on(server.accept())??;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resume_accepting(&self) {
+        self.shared.gate().resume();
+    }
+
+    /// Whether accepting is paused by hand
+    /// ([`pause_accepting`](TcpServer::pause_accepting)). A server waiting
+    /// at its connection limit is not paused in this sense.
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{EventLoop, ServerOptions, TcpServer};
+    ///
+    /// let ev = EventLoop::new()?;
+    /// let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", ServerOptions::new())?;
+    /// assert!(!server.is_accepting_paused());
+    /// server.pause_accepting();
+    /// assert!(server.is_accepting_paused());
+    /// # Ok::<(), evstream::Error>(())
+    /// ```
+    pub fn is_accepting_paused(&self) -> bool {
+        self.shared.gate().is_paused()
+    }
+
+    /// How many connections this server accepted are open now: from the
+    /// moment it takes one from the kernel until its socket is released
+    /// (in accept mode, those waiting for `accept` included). What
+    /// [`ServerOptions::max_connections`] bounds; for a listener of a
+    /// [`GroupServer`](crate::GroupServer), the whole group's count. Read
+    /// without locking: it may count a connection being accepted at that
+    /// instant, and lags a close by the loop turn that releases it.
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{EventLoop, ServerOptions, TcpServer};
+    ///
+    /// let mut ev = EventLoop::new()?;
+    /// let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", ServerOptions::new())?;
+    /// assert_eq!(server.connection_count(), 0);
+    /// let _client = std::net::TcpStream::connect(server.local_addr())?;
+    /// let (_stream, _peer) = ev.block_on(server.accept())??;
+    /// assert_eq!(server.connection_count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connection_count(&self) -> usize {
+        self.shared.gate().open()
+    }
+
+    /// The connection limit set with [`ServerOptions::max_connections`],
+    /// if any.
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{EventLoop, ServerOptions, TcpServer};
+    ///
+    /// let ev = EventLoop::new()?;
+    /// let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", ServerOptions::new())?;
+    /// assert_eq!(server.max_connections(), None);
+    /// # Ok::<(), evstream::Error>(())
+    /// ```
+    pub fn max_connections(&self) -> Option<usize> {
+        self.shared.gate().max()
     }
 
     /// The oldest queued connection once it is open, with the peer's
@@ -386,6 +633,7 @@ impl UnixServer {
             Some(path),
             options.connection_setup()?,
             capacity,
+            options.gate(),
         )?;
         Ok(UnixServer {
             shared: Arc::new(shared),
@@ -427,6 +675,158 @@ impl UnixServer {
     /// How many accepted connections wait for [`accept`](UnixServer::accept).
     pub fn queued(&self) -> usize {
         self.shared.queued()
+    }
+
+    /// Stops taking connections until
+    /// [`resume_accepting`](UnixServer::resume_accepting), from any
+    /// thread; see [`TcpServer::pause_accepting`].
+    ///
+    /// # Errors
+    ///
+    /// None: pausing a closed server does nothing.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{EventLoop, ServerOptions, UnixServer};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("evstream-pause-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let ev = EventLoop::new()?;
+    /// let server = UnixServer::bind(&ev.handle(), dir.join("s.sock"), ServerOptions::new())?;
+    /// server.pause_accepting();
+    /// assert!(server.is_accepting_paused());
+    /// server.resume_accepting();
+    /// assert!(!server.is_accepting_paused());
+    /// server.close();
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pause_accepting(&self) {
+        self.shared.gate().pause();
+    }
+
+    /// Takes connections again after
+    /// [`pause_accepting`](UnixServer::pause_accepting); see
+    /// [`TcpServer::resume_accepting`].
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use evstream::{EventLoop, ServerOptions, UnixServer};
+    /// # let dir = std::env::temp_dir().join(format!("evstream-resume-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let ev = EventLoop::new()?;
+    /// let server = UnixServer::bind(&ev.handle(), dir.join("s.sock"), ServerOptions::new())?;
+    /// server.resume_accepting(); // not paused: nothing changes
+    /// assert!(!server.is_accepting_paused());
+    /// # server.close();
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resume_accepting(&self) {
+        self.shared.gate().resume();
+    }
+
+    /// Whether accepting is paused by hand; see
+    /// [`TcpServer::is_accepting_paused`].
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use evstream::{EventLoop, ServerOptions, UnixServer};
+    /// # let dir = std::env::temp_dir().join(format!("evstream-paused-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let ev = EventLoop::new()?;
+    /// let server = UnixServer::bind(&ev.handle(), dir.join("s.sock"), ServerOptions::new())?;
+    /// assert!(!server.is_accepting_paused());
+    /// # server.close();
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_accepting_paused(&self) -> bool {
+        self.shared.gate().is_paused()
+    }
+
+    /// How many connections this server accepted are open now; see
+    /// [`TcpServer::connection_count`].
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::{EventLoop, ServerOptions, UnixServer};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("evstream-count-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("s.sock");
+    /// let mut ev = EventLoop::new()?;
+    /// let server = UnixServer::bind(&ev.handle(), &path, ServerOptions::new().max_connections(8))?;
+    /// let _client = std::os::unix::net::UnixStream::connect(&path)?;
+    /// let (_stream, _) = ev.block_on(server.accept())??;
+    /// assert_eq!(server.connection_count(), 1);
+    /// assert_eq!(server.max_connections(), Some(8));
+    /// server.close();
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connection_count(&self) -> usize {
+        self.shared.gate().open()
+    }
+
+    /// The connection limit set with [`ServerOptions::max_connections`],
+    /// if any.
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use evstream::{EventLoop, ServerOptions, UnixServer};
+    /// # let dir = std::env::temp_dir().join(format!("evstream-max-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let ev = EventLoop::new()?;
+    /// let server = UnixServer::bind(&ev.handle(), dir.join("s.sock"), ServerOptions::new())?;
+    /// assert_eq!(server.max_connections(), None);
+    /// # server.close();
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_connections(&self) -> Option<usize> {
+        self.shared.gate().max()
     }
 
     /// See [`TcpServer::poll_accept_socket`].

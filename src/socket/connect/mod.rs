@@ -153,6 +153,28 @@ pub(crate) fn connect(handle: &LoopHandle, setup: Setup, target: Target) -> Resu
     Ok(socket)
 }
 
+/// An accepted connection on its way to another loop's driver.
+struct HandOff {
+    start: Mutex<Option<Start>>,
+    listener: Arc<ListenerShared>,
+}
+
+impl Drop for HandOff {
+    fn drop(&mut self) {
+        // The call that would have started its driver was dropped unrun
+        // (its loop stopped): no driver will release the connection's slot
+        // of the server's limit, so give it back here.
+        let start = self
+            .start
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unstarted = start.is_some();
+        if unstarted {
+            self.listener.connection_released();
+        }
+    }
+}
+
 /// Hands a connection a server accepted to a new driver (on the loop
 /// thread), and returns it: a handle made from it before the driver first
 /// runs keeps a connection without callbacks open (accept mode).
@@ -192,11 +214,14 @@ pub(super) fn accepted(
         // Handed off: the connection lives on `target` from the start (its
         // handle is made here, before its driver runs there).
         let conn = new_conn(target.clone());
-        let slot = Arc::new(Mutex::new(Some(start)));
+        let slot = Arc::new(HandOff {
+            start: Mutex::new(Some(start)),
+            listener: listener.clone(),
+        });
         let (remote, driver_conn) = (slot.clone(), conn.clone());
         let (callbacks, remote_tls) = (setup.callbacks.clone(), setup.tls());
         let posted = target.call(move |core| {
-            if let Some(start) = lock(&remote).take() {
+            if let Some(start) = lock(&remote.start).take() {
                 Driver::spawn(core, driver_conn, callbacks, start, remote_tls);
             }
         });
@@ -205,7 +230,9 @@ pub(super) fn accepted(
         }
         // `target` stopped meanwhile (the call was dropped unrun): keep
         // the connection here.
-        start = lock(&slot).take().expect("an unrun call leaves the start");
+        start = lock(&slot.start)
+            .take()
+            .expect("an unrun call leaves the start");
     }
     let conn = new_conn(here);
     Driver::spawn(core, conn.clone(), setup.callbacks.clone(), start, tls);

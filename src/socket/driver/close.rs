@@ -125,6 +125,10 @@ impl Driver {
         };
         self.conn.set_flag(CLOSED);
         self.conn.set_source(None);
+        if let Some(listener) = &self.conn.listener {
+            // The server's connection limit has room again.
+            listener.connection_released();
+        }
         out_wakers.wake_all();
         in_wakers.wake_all();
         self.outcome.error = error.map(Box::new);
