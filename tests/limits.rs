@@ -47,9 +47,9 @@ fn echo() -> TcpOptions {
 /// connection echoes until the client's EOF, then closes.
 fn serve_accept_mode(handle: &LoopHandle, server: TcpServer) {
     let spawner = handle.clone();
-    let _ = handle.spawn(async move {
+    handle.spawn(async move {
         while let Ok((mut stream, _)) = server.accept().await {
-            let _ = spawner.spawn(async move {
+            spawner.spawn(async move {
                 let mut buf = [0u8; 256];
                 loop {
                     match stream.read(&mut buf).await {
