@@ -100,7 +100,7 @@ fn check_model(helper: &Helper, data: &[u8], end: bool, max_buffer: usize, outco
                 }
                 Some(Err(err)) => panic!("unexpected error {err:?}"),
                 None => {
-                    assert!(!first_end(fed, delimiter).is_some_and(|e| e <= *max));
+                    assert!(first_end(fed, delimiter).is_none_or(|e| e > *max));
                     assert!(outcome.fed < *max, "waits with max_bytes taken");
                     assert!(!end || outcome.fed < data.len(), "waits after EOF");
                 }
