@@ -221,6 +221,8 @@ mod error;
 mod event_loop;
 pub mod osc;
 pub mod peer;
+#[doc(hidden)]
+pub mod seam;
 mod socket;
 mod stream;
 mod sync;

@@ -40,3 +40,8 @@ fn decoders_corpus() {
 fn stream_peer_corpus() {
     replay("stream_peer", checks::stream_peer::check);
 }
+
+#[test]
+fn read_helpers_corpus() {
+    replay("read_helpers", checks::read_helpers::check);
+}

@@ -9,4 +9,5 @@
 pub mod buffer_ops;
 pub mod decoders;
 pub mod input;
+pub mod read_helpers;
 pub mod stream_peer;

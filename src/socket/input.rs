@@ -293,6 +293,14 @@ impl Socket {
         }
     }
 
+    /// The deadline of a read made of many takes; see [`ReadDeadline`].
+    pub(crate) fn read_deadline(&self) -> ReadDeadline {
+        ReadDeadline {
+            conn: self.conn().clone(),
+            armed: false,
+        }
+    }
+
     /// A holder for bytes a reader works on out of the lock; see
     /// [`HeldInput`].
     pub(crate) fn hold_input(&self) -> HeldInput {
@@ -494,6 +502,39 @@ impl Drop for FrameRead<'_> {
     }
 }
 
+/// The read deadline of a read that takes the input piece by piece (the
+/// streaming reads): it runs from the first time the read waits until the
+/// read ends, when this is dropped.
+pub(crate) struct ReadDeadline {
+    conn: Arc<Conn>,
+    armed: bool,
+}
+
+impl ReadDeadline {
+    /// The read is waiting for bytes: with a read deadline, the read must
+    /// be over by then (armed once per read).
+    pub(crate) fn waiting(&mut self) {
+        if self.armed || self.conn.config.read_deadline.is_none() {
+            return;
+        }
+        self.armed = true;
+        let arm = self
+            .conn
+            .with_input(|input| self.conn.start_deadline(input));
+        if arm {
+            self.conn.request(REQ_DEADLINE);
+        }
+    }
+}
+
+impl Drop for ReadDeadline {
+    fn drop(&mut self) {
+        if self.armed {
+            self.conn.with_input(Conn::clear_deadline);
+        }
+    }
+}
+
 /// What the input looked like when a [`HeldInput`] pulled from it.
 #[derive(Debug)]
 pub(crate) enum InputEnd {
@@ -612,6 +653,12 @@ impl HeldInput {
             input.unread(held);
             if waiting {
                 input.readers -= 1;
+                if input.readers == 0 {
+                    // The read is over (or handed over, as a codec's
+                    // `into_inner` does): the next read gets a deadline
+                    // of its own, not what is left of this one's.
+                    Conn::clear_deadline(input);
+                }
             }
         });
         self.conn.release_held(counted);

@@ -30,6 +30,7 @@ mod listener;
 mod net;
 mod output;
 mod protocol;
+mod seam;
 
 #[cfg(all(test, evstream_loom))]
 mod loom_tests;
@@ -39,7 +40,7 @@ pub(crate) use config::Config;
 pub(crate) use connect::{connect, Setup, Spread, Target};
 pub use event::Event;
 pub use handle::Socket;
-pub(crate) use input::{FrameKind, HeldInput, InputEnd, Lent};
+pub(crate) use input::{FrameKind, FrameRead, HeldInput, InputEnd, Lent};
 pub(crate) use listener::{listen, Gate, ServerHandle};
 pub(crate) use net::{NetListener, NetStream};
 

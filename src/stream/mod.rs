@@ -31,6 +31,7 @@ mod write;
 
 pub use blocking::{Blocking, StreamSocket};
 pub use connect::StreamOptions;
+pub(crate) use read::poll_match;
 pub use read::LimitPolicy;
 pub use server::Incoming;
 

@@ -10,14 +10,61 @@
 //! if the read fails or is cancelled).
 
 use std::future::{poll_fn, Future};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 
 use super::mode::Readable;
 use super::EvStream;
 use crate::error::{Error, Limit, Result};
-use crate::socket::{FrameKind, InputEnd};
+use crate::socket::{FrameKind, HeldInput, InputEnd};
+
+/// One step of [`read_until_match`](EvStream::read_until_match): pulls what
+/// the input buffer has into `hold` and runs `matcher` over (at most
+/// `max_bytes` of) it. The frame, or why it never will be, or `Pending`
+/// with `waker` stored (for the next append, the end or an error).
+pub(crate) fn poll_match(
+    hold: &mut HeldInput,
+    max_bytes: usize,
+    matcher: &mut impl FnMut(&[u8]) -> Option<usize>,
+    waker: Option<&Waker>,
+) -> Poll<Result<Bytes>> {
+    let end = hold.pull(waker);
+    let held = hold.held().len();
+    // A pattern needs contiguous bytes; only what a frame may span (at
+    // most `max_bytes`) is made contiguous.
+    let span = held.min(max_bytes);
+    if span > 0 {
+        let found = matcher(hold.buffer().contiguous(span)).filter(|&at| at <= span);
+        if let Some(at) = found {
+            let frame = hold.buffer().split_to(at);
+            hold.give_back();
+            return Poll::Ready(Ok(frame));
+        }
+    }
+    if held >= max_bytes {
+        return Poll::Ready(Err(Error::LimitExceeded {
+            what: Limit::FrameLength,
+            limit: max_bytes,
+        }));
+    }
+    match end {
+        InputEnd::Open if hold.is_full() => Poll::Ready(Err(Error::LimitExceeded {
+            what: Limit::InputBuffer,
+            limit: hold.limit(),
+        })),
+        InputEnd::Open => {
+            // The read deadline runs from the first wait.
+            hold.frame_started();
+            Poll::Pending
+        }
+        InputEnd::Ended => Poll::Ready(Err(Error::UnexpectedEof {
+            needed: held + 1,
+            received: held,
+        })),
+        InputEnd::Failed(err) => Poll::Ready(Err(err)),
+    }
+}
 
 /// What a read does to the connection when its `max_bytes` is exceeded.
 ///
@@ -166,40 +213,11 @@ impl<M: Readable> EvStream<M> {
         let mut hold = self.socket.hold_input();
         let handle = self.socket.loop_handle().clone();
         let result = poll_fn(|cx| {
-            let end = hold.pull(Some(cx.waker()));
-            let held = hold.held().len();
-            // A pattern needs contiguous bytes; only what a frame may span
-            // (at most `max_bytes`) is made contiguous.
-            let span = held.min(max_bytes);
-            if span > 0 {
-                let found = matcher(hold.buffer().contiguous(span)).filter(|&at| at <= span);
-                if let Some(at) = found {
-                    let frame = hold.buffer().split_to(at);
-                    hold.give_back();
-                    return Poll::Ready(Ok(frame));
-                }
+            let poll = poll_match(&mut hold, max_bytes, &mut matcher, Some(cx.waker()));
+            if poll.is_pending() {
+                handle.note_wait();
             }
-            if held >= max_bytes {
-                return Poll::Ready(Err(Error::LimitExceeded {
-                    what: Limit::FrameLength,
-                    limit: max_bytes,
-                }));
-            }
-            match end {
-                InputEnd::Open if hold.is_full() => Poll::Ready(Err(Error::LimitExceeded {
-                    what: Limit::InputBuffer,
-                    limit: hold.limit(),
-                })),
-                InputEnd::Open => {
-                    handle.note_wait();
-                    Poll::Pending
-                }
-                InputEnd::Ended => Poll::Ready(Err(Error::UnexpectedEof {
-                    needed: held + 1,
-                    received: held,
-                })),
-                InputEnd::Failed(err) => Poll::Ready(Err(err)),
-            }
+            poll
         })
         .await;
         // On failure the held bytes go back here.
@@ -317,6 +335,8 @@ impl<M: Readable> EvStream<M> {
         mut on_chunk: impl FnMut(Bytes),
     ) -> Result<usize> {
         let mut delivered = 0usize;
+        // One deadline for the whole read, not one per chunk.
+        let mut deadline = self.socket.read_deadline();
         loop {
             let want = n.map_or(usize::MAX, |n| n - delivered);
             if want == 0 {
@@ -326,6 +346,7 @@ impl<M: Readable> EvStream<M> {
                 poll_fn(|cx| {
                     let poll = self.socket.poll_chunk(want, Some(cx.waker()));
                     if poll.is_pending() {
+                        deadline.waiting();
                         self.socket.loop_handle().note_wait();
                     }
                     poll

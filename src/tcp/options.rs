@@ -245,15 +245,34 @@ impl TcpOptions {
         self
     }
 
-    /// Total deadline of one read: an IOStream-style read (`read_until`,
-    /// `read_bytes`…) or a frame of a codec (`Framed`, `on_frame`) that is
-    /// not complete this long after it began waiting fails with
-    /// [`Error::TimedOut`](crate::Error::TimedOut)
+    /// Total deadline of one read: an IOStream-style read or a frame of a
+    /// codec that is not complete this long after it began waiting fails
+    /// with [`Error::TimedOut`](crate::Error::TimedOut)
     /// ([`TimeoutKind::ReadDeadline`](crate::TimeoutKind::ReadDeadline)),
     /// however steadily bytes trickle in — the idle read timeout restarts
     /// on every byte, so a peer dripping one byte every few milliseconds
     /// (slowloris) would hold the connection for ever. nginx's
     /// `client_header_timeout`. `Duration::MAX` means no deadline.
+    ///
+    /// It bounds every read helper of the streams: `read_until_delimiter`,
+    /// `read_until_excluding`, `read_until_match`, `read_until_regex`,
+    /// `read_bytes`, `read_until_close`, the streaming reads
+    /// (`read_bytes_streaming`, `read_until_close_streaming`: the whole
+    /// read, not each chunk, so set it above what a whole transfer takes)
+    /// and their `_cb` forms; and each frame of `Framed`, `FramedRead` and
+    /// `on_frame`. Each read gets a deadline of its own: a read that
+    /// starts after another one ended or gave up (a codec handing the
+    /// stream back with `into_inner`, say) does not inherit what was left
+    /// of the earlier one's.
+    ///
+    /// It does not apply to the byte-stream reads (`Read::read`,
+    /// `AsyncRead::poll_read`, `AsyncBufRead::poll_fill_buf`, and what is
+    /// built on them, such as `read_exact`): each of those completes with
+    /// whatever has arrived, so a dripping peer makes every one of them
+    /// progress, and the library cannot tell where a consumer's message
+    /// ends. Bound those with the idle read timeout, or with
+    /// [`time::timeout`](crate::time::timeout) around the whole consumer
+    /// (`read_exact`, a parser).
     pub fn read_deadline(mut self, deadline: Duration) -> Self {
         self.config_mut().read_deadline = Some(deadline);
         self
