@@ -263,6 +263,19 @@ impl Socket {
         })
     }
 
+    /// Lends the front received chunk if one is buffered, without waiting
+    /// and without touching the end or a stored error (those stay for the
+    /// reader that waits). `None` when nothing is buffered.
+    pub(crate) fn lend_buffered(&self) -> Option<Lent> {
+        let conn = self.conn();
+        let chunk = conn.with_input(|input| input.take_chunk(usize::MAX))?;
+        conn.held.fetch_add(chunk.len(), Ordering::AcqRel);
+        Some(Lent {
+            conn: Some(conn.clone()),
+            chunk,
+        })
+    }
+
     /// `Ready` once bytes are buffered, or at the end or an error (the
     /// error is reported only once nothing is buffered); `Pending` with
     /// `waker` stored otherwise. Takes nothing.

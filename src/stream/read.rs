@@ -86,6 +86,9 @@ impl<M: Readable> EvStream<M> {
     /// (a read to the end has no `max_bytes` of its own: it leaves the
     /// connection as it is).
     async fn read_frame(&mut self, kind: FrameKind<'_>, max: usize) -> Result<Bytes> {
+        if let Some(frame) = self.frame_from_lent(kind, max) {
+            return Ok(frame);
+        }
         self.return_lent();
         let result = {
             let handle = self.socket.loop_handle();
@@ -103,6 +106,36 @@ impl<M: Readable> EvStream<M> {
             self.apply_policy(&result);
         }
         result
+    }
+
+    /// The common case of a run of short frames, with no lock: the frame
+    /// lies whole in the received chunk lent to this stream (by an earlier
+    /// frame read or `poll_fill_buf`), and is split off it. The rest stays
+    /// lent, and counted as buffered input, for the next read. `None`
+    /// sends the read the long way, over the whole input buffer (a frame
+    /// across chunks, too long, or not there yet).
+    fn frame_from_lent(&mut self, kind: FrameKind<'_>, max: usize) -> Option<Bytes> {
+        if matches!(kind, FrameKind::UntilEnd) {
+            return None;
+        }
+        if self.lent.is_empty() {
+            self.lent = self.socket.lend_buffered()?;
+        }
+        let bytes = self.lent.bytes();
+        let end = match kind {
+            FrameKind::Delimiter(delimiter) => {
+                // A frame longer than `max` is the long way's to report.
+                let window = &bytes[..bytes.len().min(max)];
+                let at = match delimiter {
+                    [byte] => memchr::memchr(*byte, window)?,
+                    _ => memchr::memmem::find(window, delimiter)?,
+                };
+                at + delimiter.len()
+            }
+            FrameKind::Exactly(n) => n,
+            FrameKind::UntilEnd => return None,
+        };
+        (end <= bytes.len() && end <= max).then(|| self.lent.take(end))
     }
 
     fn apply_policy<T>(&self, result: &Result<T>) {
