@@ -308,3 +308,24 @@ fn a_stream_read_cb_taking_a_line_per_call_gets_every_line_and_the_end() {
     }
     assert_eq!(lines, [&b"a\n"[..], b"bb\n", b"ccc\n", b"dddd\n"]);
 }
+
+/// The blocking adaptor over a stream that holds a lent chunk: std's
+/// `BufRead` gets the rest in order, then the end.
+#[test]
+fn std_bufread_after_frames_from_a_lent_chunk_gets_the_rest() {
+    use std::io::{BufRead, Read};
+    let lt = LoopThread::start();
+    let mut stream = stream_holding(&lt, b"first\nsecond\nthird\ntail");
+    assert_eq!(
+        &block_on(stream.read_until_delimiter(b"\n", 64)).unwrap()[..],
+        b"first\n"
+    );
+    let mut blocking = stream.blocking();
+    let mut line = String::new();
+    blocking.read_line(&mut line).unwrap();
+    assert_eq!(line, "second\n");
+    let mut rest = Vec::new();
+    blocking.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"third\ntail");
+    assert_eq!(blocking.fill_buf().unwrap(), b"", "the end, again");
+}

@@ -146,6 +146,12 @@ fn wait<T>(
     kind: TimeoutKind,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<io::Result<T>>,
 ) -> io::Result<T> {
+    // Usually the bytes or the room are there already: one poll with no
+    // waker to clone (a waker costs two atomic operations). The thread's
+    // waker is registered by the poll before the first park.
+    if let Poll::Ready(result) = poll(&mut Context::from_waker(Waker::noop())) {
+        return result;
+    }
     let waker = thread_waker();
     let mut cx = Context::from_waker(&waker);
     // A timeout too long to represent as a deadline means "wait as long as
@@ -189,16 +195,24 @@ impl<S: StreamSocket + AsyncRead + Unpin> Read for Blocking<S> {
 
 impl<S: StreamSocket + AsyncBufRead + Unpin> BufRead for Blocking<S> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        let socket = self.inner.stream_socket().clone();
-        let timeout = self.read_timeout;
-        // Wait until something is ready, then lend it. The second poll is
-        // immediate: the chunk is already held by the stream.
-        wait(&socket, timeout, TimeoutKind::Read, |cx| {
-            Pin::new(&mut self.inner).poll_fill_buf(cx).map_ok(|_| ())
-        })?;
-        let waker = thread_waker();
-        let mut cx = Context::from_waker(&waker);
-        match Pin::new(&mut self.inner).poll_fill_buf(&mut cx) {
+        let mut no_waker = Context::from_waker(Waker::noop());
+        // The usual case, a chunk already lent (a `BufRead` parser calls
+        // this once per item): nothing to wait for.
+        match Pin::new(&mut self.inner).poll_fill_buf(&mut no_waker) {
+            Poll::Ready(Ok(_)) => {}
+            // Reported once (a timeout): it must not be polled away.
+            Poll::Ready(Err(err)) => return Err(err),
+            Poll::Pending => {
+                // Wait until something is ready, then lend it below.
+                let socket = self.inner.stream_socket().clone();
+                let timeout = self.read_timeout;
+                wait(&socket, timeout, TimeoutKind::Read, |cx| {
+                    Pin::new(&mut self.inner).poll_fill_buf(cx).map_ok(|_| ())
+                })?;
+            }
+        }
+        // Immediate: the chunk (or the end, or the error) is already here.
+        match Pin::new(&mut self.inner).poll_fill_buf(&mut no_waker) {
             Poll::Ready(result) => result,
             Poll::Pending => Ok(&[]),
         }
