@@ -15,6 +15,7 @@
 //! refused with the same error.
 
 mod blocks;
+mod copy_blocks;
 mod core;
 mod group;
 mod sys;
@@ -40,6 +41,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
+use copy_blocks::CopyBlocks;
+pub(crate) use copy_blocks::MIN_BLOCK_COPY;
 use sys::Poller;
 
 use crate::error::{Error, Result};
@@ -91,6 +94,10 @@ pub(crate) struct Shared {
     /// The hang warnings were logged (once per loop each).
     warned_not_running: AtomicBool,
     warned_in_callback: AtomicBool,
+    /// Where the loop's connections copy output the kernel did not take
+    /// at once (a leaf lock: nothing else is locked while it is held, and
+    /// it is taken only for a copy of [`MIN_BLOCK_COPY`] bytes or more).
+    output_blocks: Mutex<CopyBlocks>,
 }
 
 impl Shared {
@@ -201,6 +208,12 @@ impl PartialEq for LoopHandle {
 impl Eq for LoopHandle {}
 
 impl LoopHandle {
+    /// A copy of `data` in the loop's output blocks, for output the kernel
+    /// did not take at once; see `copy_blocks.rs`.
+    pub(crate) fn copy_output(&self, data: &[u8]) -> bytes::Bytes {
+        lock(&self.shared.output_blocks).copy(data)
+    }
+
     /// Asks the loop to stop.
     ///
     /// `run` (or `block_on`) returns after the turn in progress; sources
@@ -554,6 +567,7 @@ impl EventLoop {
             stepped: AtomicBool::new(false),
             warned_not_running: AtomicBool::new(false),
             warned_in_callback: AtomicBool::new(false),
+            output_blocks: Mutex::new(CopyBlocks::default()),
         });
         Ok(EventLoop {
             core: Core::new(shared),

@@ -22,6 +22,7 @@ use super::protocol::Wakers;
 use super::{NetStream, Socket};
 use crate::buffer::Buffer;
 use crate::error::{Error, Limit, Result, TimeoutKind};
+use crate::event_loop::MIN_BLOCK_COPY;
 use crate::sync::lock;
 
 /// How many chunks one vectored write hands the kernel at most.
@@ -244,6 +245,11 @@ impl Conn {
             match owned {
                 // `data` is a prefix of `bytes`: queue the part not written.
                 Some(bytes) => out.buf.push(bytes.slice(written..data.len())),
+                // Large: into the loop's reused blocks. Small: coalesced
+                // into the buffer's last chunk.
+                None if data.len() - written >= MIN_BLOCK_COPY => {
+                    out.buf.push(self.handle.copy_output(&data[written..]))
+                }
                 None => out.buf.extend_from_slice(&data[written..]),
             }
             requests |= self.queued_requests(out);
