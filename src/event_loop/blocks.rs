@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use super::sys::read_into_spare;
 
 /// The size of a block.
-pub(crate) const BLOCK_SIZE: usize = 128 * 1024;
+pub(super) const BLOCK_SIZE: usize = 128 * 1024;
 
 /// A read pass smaller than this is copied out of the block.
 const SMALL_READ: usize = 2 * 1024;
@@ -35,20 +35,16 @@ const SMALL_READ: usize = 2 * 1024;
 const MIN_ROOM: usize = 16 * 1024;
 
 /// How many used-up blocks wait to be reused at most.
-const MAX_RETIRED: usize = 16;
+pub(super) const MAX_RETIRED: usize = 16;
 
 /// The loop's read blocks.
 #[derive(Default)]
 pub(crate) struct ReadBlocks {
     /// `len()` is what the pass in progress has read; the rest is room.
     current: BytesMut,
-    retired: VecDeque<BytesMut>,
+    retired: Retired,
     /// Whether the pass in progress had to move on to another block.
     pass_spilled: bool,
-    /// Whether `current` is a block (and not the empty start value): once
-    /// used up its handle has no room left but still owns a share of the
-    /// allocation, through which the block is reclaimed.
-    has_block: bool,
 }
 
 impl ReadBlocks {
@@ -93,27 +89,52 @@ impl ReadBlocks {
             self.pass_spilled = true;
         }
         let old = std::mem::take(&mut self.current);
-        if std::mem::replace(&mut self.has_block, true) {
-            if self.retired.len() == MAX_RETIRED {
-                // Still held by a slow consumer: let it go.
-                self.retired.pop_front();
-            }
-            self.retired.push_back(old);
-        }
-        let free = self
-            .retired
-            .iter_mut()
-            .position(|block| block.try_reclaim(BLOCK_SIZE));
-        self.current = match free {
-            Some(at) => self.retired.remove(at).unwrap_or_default(),
-            None => BytesMut::with_capacity(BLOCK_SIZE),
-        };
+        self.current = self.retired.next(old);
     }
 
     /// How many blocks the pool holds (the current one included).
     #[cfg(test)]
     fn blocks(&self) -> usize {
-        self.retired.len() + usize::from(self.has_block)
+        self.retired.count()
+    }
+}
+
+/// Used-up blocks, waiting until every chunk cut from them has been
+/// dropped to be reused whole; shared by the read and the output blocks.
+#[derive(Default)]
+pub(super) struct Retired {
+    blocks: VecDeque<BytesMut>,
+    /// Whether a block has been handed out: from then on the caller's
+    /// current handle is a block, even used up (no room left, but a share
+    /// of the allocation, through which the block is reclaimed).
+    has_block: bool,
+}
+
+impl Retired {
+    /// Retires `current` and returns the next block: a reclaimed one if any
+    /// is free again, else a new one.
+    pub(super) fn next(&mut self, current: BytesMut) -> BytesMut {
+        if std::mem::replace(&mut self.has_block, true) {
+            if self.blocks.len() == MAX_RETIRED {
+                // Still held by a slow consumer: let it go.
+                self.blocks.pop_front();
+            }
+            self.blocks.push_back(current);
+        }
+        let free = self
+            .blocks
+            .iter_mut()
+            .position(|block| block.try_reclaim(BLOCK_SIZE));
+        match free {
+            Some(at) => self.blocks.remove(at).unwrap_or_default(),
+            None => BytesMut::with_capacity(BLOCK_SIZE),
+        }
+    }
+
+    /// How many blocks there are (the caller's current one included).
+    #[cfg(test)]
+    pub(super) fn count(&self) -> usize {
+        self.blocks.len() + usize::from(self.has_block)
     }
 }
 

@@ -13,30 +13,22 @@
 //! blocks wait, shared by the loop's connections, so an idle connection
 //! holds no output memory and a slow peer cannot make the pool grow.
 
-use std::collections::VecDeque;
-
 use bytes::{Bytes, BytesMut};
 
-/// The size of a block.
-const BLOCK_SIZE: usize = 128 * 1024;
+#[cfg(test)]
+use super::blocks::MAX_RETIRED;
+use super::blocks::{Retired, BLOCK_SIZE};
 
 /// Copies smaller than this coalesce in the output buffer instead (a run of
 /// small writes becomes one chunk there).
 pub(crate) const MIN_BLOCK_COPY: usize = 4 * 1024;
-
-/// How many used-up blocks wait to be reused at most.
-const MAX_RETIRED: usize = 16;
 
 /// The loop's output blocks.
 #[derive(Default)]
 pub(crate) struct CopyBlocks {
     /// Empty, with the block's room as spare capacity (or no block yet).
     current: BytesMut,
-    retired: VecDeque<BytesMut>,
-    /// Whether `current` is a block (and not the empty start value): once
-    /// used up its handle has no room left but still owns a share of the
-    /// allocation, through which the block is reclaimed.
-    has_block: bool,
+    retired: Retired,
 }
 
 impl CopyBlocks {
@@ -47,37 +39,17 @@ impl CopyBlocks {
             return Bytes::copy_from_slice(data);
         }
         if self.current.capacity() < data.len() {
-            self.replace_block();
+            let old = std::mem::take(&mut self.current);
+            self.current = self.retired.next(old);
         }
         self.current.extend_from_slice(data);
         self.current.split().freeze()
     }
 
-    /// Retires the current block and makes another current: a reclaimed
-    /// one if any is free again, else a new one.
-    fn replace_block(&mut self) {
-        let old = std::mem::take(&mut self.current);
-        if std::mem::replace(&mut self.has_block, true) {
-            if self.retired.len() == MAX_RETIRED {
-                // Still held by queued output: let it go.
-                self.retired.pop_front();
-            }
-            self.retired.push_back(old);
-        }
-        let free = self
-            .retired
-            .iter_mut()
-            .position(|block| block.try_reclaim(BLOCK_SIZE));
-        self.current = match free {
-            Some(at) => self.retired.remove(at).unwrap_or_default(),
-            None => BytesMut::with_capacity(BLOCK_SIZE),
-        };
-    }
-
     /// How many blocks the pool holds (the current one included).
     #[cfg(test)]
     fn blocks(&self) -> usize {
-        self.retired.len() + usize::from(self.has_block)
+        self.retired.count()
     }
 }
 
