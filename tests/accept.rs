@@ -20,22 +20,9 @@ fn listen_accept_and_a_task_per_connection_echo_every_client() {
     let acceptor = server.clone();
     let accept_loop = evstream::spawn(async move {
         let mut served = 0;
-        while let Ok((mut stream, _)) = acceptor.accept().await {
+        while let Ok((stream, _)) = acceptor.accept().await {
             served += 1;
-            evstream::spawn(async move {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = stream.close().await;
-            });
+            evstream::spawn(common::echo_until_eof(stream));
         }
         served
     });

@@ -22,7 +22,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use common::WAIT;
-use evstream::{Event, EventLoop, ServerOptions, TcpOptions, TcpServer};
+use evstream::{EventLoop, ServerOptions, TcpServer};
 
 /// Set in the child's environment: [`child_process_entry`] runs the server
 /// only then (in a normal run it returns at once).
@@ -121,17 +121,7 @@ fn run_child() {
     log::set_logger(&AcceptFailureLogger).expect("set the logger");
     log::set_max_level(log::LevelFilter::Warn);
     let mut ev = EventLoop::new().expect("loop");
-    let options = ServerOptions::new().connection(
-        TcpOptions::new()
-            .read_cb(|socket, data| {
-                let _ = socket.write_bytes(data);
-            })
-            .event_cb(|socket, event| {
-                if matches!(event, Event::Eof | Event::Error(_)) {
-                    socket.close();
-                }
-            }),
-    );
+    let options = ServerOptions::new().connection(common::echo_closing_at_eof());
     let server = TcpServer::bind(&ev.handle(), "127.0.0.1:0", options).expect("bind");
     std::thread::spawn(|| {
         for line in std::io::stdin().lock().lines() {

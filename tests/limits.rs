@@ -18,51 +18,23 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{channel, recv, std_connect, wait_until, LoopThread, WAIT};
-use evstream::{
-    Error, Event, GroupServer, LoopGroup, LoopHandle, ServerOptions, TcpOptions, TcpServer,
-    UnixServer,
+use common::{
+    channel, echo_closing_at_eof as echo, recv, std_connect, wait_until, LoopThread, WAIT,
 };
+use evstream::{Error, GroupServer, LoopGroup, LoopHandle, ServerOptions, TcpServer, UnixServer};
 
 /// How long a client that must *not* be served waits for its echo before
 /// the test takes the silence as "not served". Only bounds the negative
 /// check: a server that wrongly serves the client answers well within it.
 const SHORT: Duration = Duration::from_millis(300);
 
-/// Connection options of a callback-mode echo server that closes at the
-/// client's EOF (so a client closing frees its slot).
-fn echo() -> TcpOptions {
-    TcpOptions::new()
-        .read_cb(|socket, data| {
-            let _ = socket.write_bytes(data);
-        })
-        .event_cb(|socket, event| {
-            if matches!(event, Event::Eof | Event::Error(_)) {
-                socket.close();
-            }
-        })
-}
-
 /// Serves an accept-mode server on `handle`'s loop: a task per accepted
 /// connection echoes until the client's EOF, then closes.
 fn serve_accept_mode(handle: &LoopHandle, server: TcpServer) {
     let spawner = handle.clone();
     handle.spawn(async move {
-        while let Ok((mut stream, _)) = server.accept().await {
-            spawner.spawn(async move {
-                let mut buf = [0u8; 256];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = stream.close().await;
-            });
+        while let Ok((stream, _)) = server.accept().await {
+            spawner.spawn(common::echo_until_eof(stream));
         }
     });
 }

@@ -334,3 +334,34 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::yield_now();
     }
 }
+
+/// The task of an accept-mode echo server for one connection: echoes what
+/// it reads until the client's end (or an error), then closes its side.
+pub async fn echo_until_eof(mut stream: AsyncIoStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = stream.close().await;
+}
+
+/// Connection options of a callback-mode echo server that closes each
+/// connection at the client's EOF (so a client closing frees its slot).
+pub fn echo_closing_at_eof() -> TcpOptions {
+    TcpOptions::new()
+        .read_cb(|socket, data| {
+            let _ = socket.write_bytes(data);
+        })
+        .event_cb(|socket, event| {
+            if matches!(event, Event::Eof | Event::Error(_)) {
+                socket.close();
+            }
+        })
+}
