@@ -27,21 +27,8 @@ fn echo_server() -> SocketAddr {
     let server = block_on(TcpServer::listen("127.0.0.1:0")).expect("listen");
     let addr = server.local_addr();
     evstream::spawn(async move {
-        while let Ok((mut stream, _)) = server.accept().await {
-            evstream::spawn(async move {
-                let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-                let _ = stream.close().await;
-            });
+        while let Ok((stream, _)) = server.accept().await {
+            evstream::spawn(common::echo_until_eof(stream));
         }
     });
     addr

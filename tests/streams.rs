@@ -959,6 +959,31 @@ fn blocking_read_timeout_is_timed_out() {
     blocking.into_inner().close_connection();
 }
 
+/// Rule 9 at the blocking adaptor's seam: an idle read timeout that fired
+/// for an async read nobody polled again is reported by the next
+/// `BufRead::fill_buf` as `TimedOut`, not taken for the end (`Ok(&[])`).
+#[test]
+fn blocking_fill_buf_reports_a_timeout_that_fired_before_it() {
+    use std::io::BufRead;
+    let lt = LoopThread::start();
+    let options = TcpOptions::new().read_timeout(Duration::from_millis(50));
+    let (mut stream, _peer) = connect_stream(&lt.handle, options);
+    let (waker, woken) = common::channel_waker();
+    {
+        let mut fill = futures::AsyncBufReadExt::fill_buf(&mut stream);
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(std::pin::Pin::new(&mut fill).poll(&mut cx).is_pending());
+        common::recv(&woken, "the read timeout waking the reader");
+    }
+    let mut blocking = stream.blocking();
+    blocking.set_read_timeout(Some(WAIT));
+    let err = blocking.fill_buf().expect_err("the timeout, not the end");
+    assert!(
+        matches!(Error::from(err), Error::TimedOut(TimeoutKind::Read)),
+        "the idle read timeout"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Rule 8 and the read helpers: read_until_close
 // ---------------------------------------------------------------------------
