@@ -129,12 +129,19 @@ fn closing_the_server_closes_queued_connections_and_fails_accept() {
     let mut third_client = std_connect(server.local_addr());
     wait_until("the third connection queued", || server.queued() == 1);
     let mut waiting = Box::pin(server.accept());
+    let took_third = std::cell::Cell::new(false);
     let mut blocked = Box::pin(async {
         // Takes the third, then waits for a fourth that never comes.
         let third = server.accept().await;
+        took_third.set(true);
         (third.is_ok(), server.accept().await.err())
     });
-    assert!(common::poll_once_by_hand(&mut blocked).is_pending());
+    // Queued is not yet accepted: `accept` hands a connection over once
+    // the loop has set it up, which may take a turn of the loop.
+    wait_until("the third connection taken", || {
+        assert!(common::poll_once_by_hand(&mut blocked).is_pending());
+        took_third.get()
+    });
     server.close();
     let (third_ok, then) = block_on(blocked);
     assert!(third_ok, "the queued one was taken before the close");
