@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::conn::{
-    Conn, CLOSED, CONNECTED, EXPLICIT_LIFETIME, REQ_ABORT, REQ_ARM_TIMERS, REQ_CLOSE, REQ_RESUME,
-    REQ_TIMERS, USER_PAUSED,
+    AddrPair, Conn, CLOSED, CONNECTED, EXPLICIT_LIFETIME, REQ_ABORT, REQ_ARM_TIMERS, REQ_CLOSE,
+    REQ_RESUME, REQ_TIMERS, USER_PAUSED,
 };
 use super::output::WriteState;
 use crate::error::{Error, Result};
@@ -254,12 +254,12 @@ impl Socket {
 
     /// The peer's address, once connected.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.conn.addrs.get().map(|&(_, peer)| peer)
+        self.conn.addrs.get().map(AddrPair::peer)
     }
 
     /// This side's address, once connected.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.conn.addrs.get().map(|&(local, _)| local)
+        self.conn.addrs.get().map(AddrPair::local)
     }
 
     /// The host name given to `tcp_connect`, if the connection was made by

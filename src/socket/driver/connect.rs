@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::super::conn::{CLOSED, CONNECTED};
+use super::super::conn::{AddrPair, CLOSED, CONNECTED};
 use super::super::connect::{connect_tcp, connect_unix, Start};
 use super::super::output::WriteState;
 use super::Driver;
@@ -199,8 +199,8 @@ impl Driver {
             return;
         };
         let stream = registration.source().clone();
-        if let Some(addrs) = stream.tcp_addrs(known.local, known.peer) {
-            let _ = self.conn.addrs.set(addrs);
+        if let Some((local, peer)) = stream.tcp_addrs(known.local, known.peer) {
+            let _ = self.conn.addrs.set(AddrPair::new(local, peer));
         }
         if let Some(paths) = stream.unix_paths() {
             let _ = self.conn.cold().unix_paths.set(paths);
