@@ -54,7 +54,7 @@ mod tests {
         let driver = std::mem::size_of::<super::driver::Driver>();
         let tls = if cfg!(feature = "tls") { 16 } else { 0 };
         assert!(conn <= 400, "Conn is {conn} bytes");
-        assert!(driver <= 192 + tls, "Driver is {driver} bytes");
+        assert!(driver <= 128 + tls, "Driver is {driver} bytes");
         assert_eq!(std::mem::size_of::<super::Socket>(), 8);
     }
 }

@@ -17,8 +17,10 @@ use crate::sync::lock;
 pub(super) const TOKEN_CONNECT: u64 = 3;
 
 pub(super) enum Phase {
-    /// Created; starts on the first wake, once it has its id.
-    New(Option<Start>),
+    /// Created; starts on the first wake, once it has its id. Out of line:
+    /// a `Start` is 72 bytes, and a connection that is open (most of its
+    /// life) has no use for them.
+    New(Option<Box<Start>>),
     Resolving,
     /// Trying addresses (out of line: a connection does it once).
     Connecting(Box<Attempts>),

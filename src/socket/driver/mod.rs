@@ -90,7 +90,7 @@ impl Driver {
         Driver {
             conn,
             callbacks,
-            phase: Phase::New(Some(start)),
+            phase: Phase::New(Some(Box::new(start))),
             registration: None,
             outcome: Outcome::default(),
             socket,
@@ -273,7 +273,7 @@ impl Source for Driver {
         if let Phase::New(start) = &mut self.phase {
             let start = start.take().expect("a new driver has its start");
             self.phase = Phase::Resolving;
-            self.start(core, id, start);
+            self.start(core, id, *start);
         }
         let bits = self.conn.take_requests();
         if bits != 0 && !self.released {
