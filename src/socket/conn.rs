@@ -28,7 +28,9 @@ pub(super) const REQ_RESUME: u32 = 1 << 3;
 pub(super) const REQ_TIMERS: u32 = 1 << 4;
 pub(super) const REQ_WRITE_CB: u32 = 1 << 5;
 pub(super) const REQ_SHUTDOWN: u32 = 1 << 6;
-pub(super) const REQ_WRITE_FAILED: u32 = 1 << 7;
+/// A write or read made outside the loop (straight to or from the kernel)
+/// failed; the error is in `Output::error`: fail the connection with it.
+pub(super) const REQ_IO_FAILED: u32 = 1 << 7;
 pub(super) const REQ_RESOLVED: u32 = 1 << 8;
 /// Something changed what is waiting (output queued, reading paused): arm
 /// the idle timers that now apply, without restarting their counts.
@@ -60,6 +62,10 @@ pub(super) const EXPLICIT_LIFETIME: u32 = 1 << 5;
 pub(super) const HAS_WRITE_CB: u32 = 1 << 6;
 /// A write idle timeout is set: queued output must arm it.
 pub(super) const HAS_WRITE_TIMEOUT: u32 = 1 << 7;
+/// Nothing but the reader needs to see what arrives (no callback, no read
+/// timeout or deadline): a copying read on the loop thread may take bytes
+/// straight from the socket when none are buffered.
+pub(super) const DIRECT_READ: u32 = 1 << 8;
 
 const UNREGISTERED: u64 = u64::MAX;
 
@@ -143,6 +149,12 @@ impl Conn {
         }
         if callbacks.write.is_some() {
             flags |= HAS_WRITE_CB;
+        }
+        if !callbacks.keep_alive()
+            && config.read_timeout.is_none()
+            && config.read_deadline.is_none()
+        {
+            flags |= DIRECT_READ;
         }
         let cold = OnceLock::new();
         if let Some(host) = origin.host {

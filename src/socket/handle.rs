@@ -249,6 +249,16 @@ impl Socket {
         } else {
             self.conn.clear_flag(super::conn::HAS_WRITE_TIMEOUT);
         }
+        // A read timeout must see every byte arrive (direct reads bypass
+        // the loop's count); without one, reads may go direct again.
+        let direct = read.is_none()
+            && self.conn.config.read_deadline.is_none()
+            && !self.conn.flag(EXPLICIT_LIFETIME);
+        if direct {
+            self.conn.set_flag(super::conn::DIRECT_READ);
+        } else {
+            self.conn.clear_flag(super::conn::DIRECT_READ);
+        }
         self.conn.request(REQ_TIMERS);
     }
 
@@ -523,6 +533,8 @@ impl Socket {
             // is queued in clear before it starts TLS.
             out.filtered = true;
         }
+        // Every byte read must go through the filter from now on.
+        lock(&conn.input).direct = None;
         *lock(&conn.cold().tls_upgrade) = Some(Arc::new(setup));
         conn.request(super::conn::REQ_START_TLS);
         std::future::poll_fn(|cx| {

@@ -13,16 +13,20 @@
 //! ([`FrameRead`]) search the input buffer in place, under its lock, and
 //! ask the loop to read past the watermark as far as their frame may reach.
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use bytes::{Buf, Bytes};
 
-use super::conn::{Conn, Failure, INPUT_SUSPENDED, REQ_DEADLINE, REQ_RESUME};
+use super::conn::{
+    Conn, Failure, CLOSED, DIRECT_READ, INPUT_SUSPENDED, REQ_DEADLINE, REQ_IO_FAILED, REQ_RESUME,
+    USER_PAUSED,
+};
+use super::driver::READ_BUDGET;
 use super::protocol::Wakers;
-use super::Socket;
+use super::{NetStream, Socket};
 use crate::buffer::Buffer;
 use crate::error::{Error, Limit, Result, TimeoutKind};
 use crate::sync::lock;
@@ -49,10 +53,23 @@ pub(crate) struct Input {
     /// `max_buffer_size`).
     pub(super) wanted: usize,
     /// Frame reads and holders waiting for bytes (turbo's `reading()`).
-    pub(super) readers: usize,
+    pub(super) readers: u32,
     /// Changes whenever bytes leave or join the front of the buffer: a
     /// search offset kept across polls is valid only while it is the same.
     pub(super) front_epoch: u64,
+    /// The socket, while a copying read on the loop thread may take bytes
+    /// straight from it (see [`Conn::read_direct`]): set once a plaintext
+    /// connection is open, cleared at STARTTLS and when it is released.
+    pub(super) direct: Option<Arc<NetStream>>,
+    /// Bytes read straight from the socket since the loop's last read pass
+    /// on this connection (bounded by [`READ_BUDGET`], so a reader of a
+    /// fast peer still lets the loop turn).
+    pub(super) direct_since_pass: u32,
+    /// The kernel is worth asking directly: the loop's last read pass
+    /// brought in at least `DIRECT_AFTER_PASS` bytes (the peer streams),
+    /// and no direct read has found the kernel empty since. So a reader of
+    /// small messages never pays a failing system call per message.
+    pub(super) direct_worth_trying: bool,
     pub(super) wakers: Wakers,
 }
 
@@ -70,6 +87,9 @@ impl Input {
             wanted: 0,
             readers: 0,
             front_epoch: 0,
+            direct: None,
+            direct_since_pass: 0,
+            direct_worth_trying: false,
             wakers: Wakers::default(),
         }
     }
@@ -173,6 +193,61 @@ impl Conn {
         input.buf.len() <= soft / 2 && self.read_room(input) > 0
     }
 
+    /// Reads straight from the socket into `dst` when nothing is buffered,
+    /// saving the copy through a read block (what tokio's `read` does).
+    ///
+    /// Only where that cannot reorder, hide or outrun anything: on the
+    /// loop's own thread (so the driver is not in the middle of a read
+    /// pass), with nothing buffered, lent or held, no frame read waiting,
+    /// no callback that must see the bytes, no read timeout or deadline
+    /// to restart, reading not paused, and the connection open. `None`
+    /// means "read the usual way": would block, the end (the loop's own
+    /// read reports it), or an error (left for the loop to fail the
+    /// connection with, so it reaches every reader and `event_cb`).
+    fn read_direct(&self, input: &mut Input, dst: &mut [u8]) -> Option<usize> {
+        let eligible = input.direct_worth_trying
+            && input.direct.is_some()
+            && self.flag(DIRECT_READ)
+            && !self.flag(USER_PAUSED)
+            && !self.flag(CLOSED)
+            && !input.eof
+            && !input.closed
+            && !input.suspended
+            && !input.timed_out
+            && input.readers == 0
+            && input.error.get().is_none()
+            && (input.direct_since_pass as usize) < READ_BUDGET
+            && self.held.load(Ordering::Acquire) == 0
+            && self.handle.is_loop_thread();
+        if !eligible {
+            return None;
+        }
+        let stream = input.direct.as_deref()?;
+        let want = dst.len().min(READ_BUDGET);
+        let result = loop {
+            match (&*stream).read(&mut dst[..want]) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                result => break result,
+            }
+        };
+        match result {
+            Ok(n) if n > 0 => {
+                input.direct_since_pass += n as u32;
+                return Some(n);
+            }
+            // The end, or "would block": the loop's own read reports it.
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => {
+                // The kernel reports an error once: keep it for the loop.
+                lock(&self.output).error.set(&Error::from(err));
+                self.request(REQ_IO_FAILED);
+            }
+        }
+        input.direct_worth_trying = false;
+        None
+    }
+
     /// A read has begun waiting: with a read deadline, it must complete by
     /// then (the loop is asked for a timer). Under the input lock.
     fn start_deadline(&self, input: &mut Input) -> bool {
@@ -226,12 +301,15 @@ impl Socket {
         if dst.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.conn().with_input(|input| {
-            if input.buf.is_empty() {
-                input.poll_more(waker).map_ok(|()| 0)
-            } else {
-                Poll::Ready(Ok(input.read_into(dst)))
+        let conn = self.conn();
+        conn.with_input(|input| {
+            if !input.buf.is_empty() {
+                return Poll::Ready(Ok(input.read_into(dst)));
             }
+            if let Some(n) = conn.read_direct(input, dst) {
+                return Poll::Ready(Ok(n));
+            }
+            input.poll_more(waker).map_ok(|()| 0)
         })
     }
 

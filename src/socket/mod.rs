@@ -53,7 +53,8 @@ mod tests {
         let conn = std::mem::size_of::<super::conn::Conn>();
         let driver = std::mem::size_of::<super::driver::Driver>();
         let tls = if cfg!(feature = "tls") { 16 } else { 0 };
-        assert!(conn <= 400, "Conn is {conn} bytes");
+        // 408 bytes in an `Arc` (16 more) is still glibc's 432-byte chunk.
+        assert!(conn <= 408, "Conn is {conn} bytes");
         assert!(driver <= 128 + tls, "Driver is {driver} bytes");
         assert_eq!(std::mem::size_of::<super::Socket>(), 8);
     }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::conn::{
     Conn, Failure, CLOSED, CONNECTED, HAS_WRITE_CB, HAS_WRITE_TIMEOUT, OUTPUT_PENDING,
-    REQ_ARM_TIMERS, REQ_FLUSH, REQ_SHUTDOWN, REQ_WRITE_CB, REQ_WRITE_FAILED,
+    REQ_ARM_TIMERS, REQ_FLUSH, REQ_IO_FAILED, REQ_SHUTDOWN, REQ_WRITE_CB,
 };
 use super::protocol::Wakers;
 use super::{NetStream, Socket};
@@ -228,7 +228,7 @@ impl Conn {
             out.sent += written as u64;
             if let Err(err) = &result {
                 out.error.set(err);
-                requests |= REQ_WRITE_FAILED;
+                requests |= REQ_IO_FAILED;
             } else if written == data.len() && self.flag(HAS_WRITE_CB) {
                 requests |= REQ_WRITE_CB;
             } else if written > 0 && written < data.len() {
@@ -398,7 +398,7 @@ impl Socket {
                             out.error.set(&err);
                             conn.settle_output_pending(&out);
                             drop(out);
-                            conn.request(REQ_WRITE_FAILED);
+                            conn.request(REQ_IO_FAILED);
                             return Err(err);
                         }
                     }

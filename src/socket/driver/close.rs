@@ -118,6 +118,8 @@ impl Driver {
         let in_wakers = {
             let mut input = lock(&self.conn.input);
             input.closed = true;
+            // The descriptor closes with the last reference.
+            input.direct = None;
             if let Some(err) = &error {
                 input.error.set(err);
             }

@@ -207,7 +207,14 @@ impl Driver {
         if let Some(paths) = stream.unix_paths() {
             let _ = self.conn.cold().unix_paths.set(paths);
         }
-        lock(&self.conn.output).stream = Some(stream);
+        let filtered = {
+            let mut out = lock(&self.conn.output);
+            out.stream = Some(stream.clone());
+            out.filtered
+        };
+        if !filtered {
+            lock(&self.conn.input).direct = Some(stream);
+        }
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             return self.start_handshake(core, id);

@@ -16,6 +16,8 @@ mod timers;
 mod tls;
 mod write;
 
+pub(super) use read::READ_BUDGET;
+
 /// The TLS settings a driver starts with (none can exist without the `tls`
 /// feature).
 #[cfg(feature = "tls")]
@@ -27,8 +29,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::{
-    Conn, EXPLICIT_LIFETIME, REQ_ABORT, REQ_CLOSE, REQ_FLUSH, REQ_RESOLVED, REQ_RESUME,
-    REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB, REQ_WRITE_FAILED,
+    Conn, EXPLICIT_LIFETIME, REQ_ABORT, REQ_CLOSE, REQ_FLUSH, REQ_IO_FAILED, REQ_RESOLVED,
+    REQ_RESUME, REQ_SHUTDOWN, REQ_TIMERS, REQ_WRITE_CB,
 };
 use super::connect::Start;
 use super::{Callbacks, NetStream, Socket};
@@ -153,7 +155,7 @@ impl Driver {
             self.release(None, true);
             return;
         }
-        if bits & REQ_WRITE_FAILED != 0 {
+        if bits & REQ_IO_FAILED != 0 {
             let err = lock(&self.conn.output).error.cloned();
             if let Some(err) = err {
                 self.fail(err);

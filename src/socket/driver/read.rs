@@ -16,7 +16,13 @@ use crate::sync::lock;
 
 /// How many bytes one readiness event may read before the loop moves on to
 /// other connections (the rest is read on the next turn).
-pub(super) const READ_BUDGET: usize = 1024 * 1024;
+pub(in crate::socket) const READ_BUDGET: usize = 1024 * 1024;
+
+/// How much one read pass must bring in for a reader on the loop thread to
+/// try the kernel directly once the input buffer is empty: a failing
+/// attempt costs one system call, a successful one saves copying what it
+/// reads, so below this the bet does not pay.
+const DIRECT_AFTER_PASS: usize = 16 * 1024;
 
 impl Driver {
     /// Reads the socket until it would block, the input reaches its limit,
@@ -136,6 +142,10 @@ impl Driver {
     ) {
         let (wakers, len) = {
             let mut input = lock(&self.conn.input);
+            // The loop has had its turn: direct reads may go on, if the
+            // peer seems to stream.
+            input.direct_since_pass = 0;
+            input.direct_worth_trying = total >= DIRECT_AFTER_PASS;
             if input.closed {
                 // Closed while this read was in flight.
                 done.clear();
