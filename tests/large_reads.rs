@@ -398,3 +398,48 @@ fn read_timeout_reaches_a_large_reader() {
     let err = block_on(stream.read(&mut buf)).expect_err("timed out");
     assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
 }
+
+/// A codec hands over to plain reads on the loop thread: `Framed` takes
+/// lines (holding what it read ahead), `into_inner` gives the rest back,
+/// and reads that may now go straight to the kernel continue exactly
+/// where the last line ended, through a 4 MiB tail, to the end.
+#[test]
+fn a_codec_hands_over_to_direct_reads_on_the_loop_thread() {
+    use evstream::codec::{Framed, LinesCodec};
+    use futures_lite::StreamExt;
+    let mut ev = EventLoop::new().unwrap();
+    let (stream, peer) = connect_on_loop(&mut ev);
+    let lines: Vec<String> = (0..1000).map(|i| format!("line {i}\n")).collect();
+    let tail = common::random_data(5, 4 << 20);
+    let mut sent = lines.concat().into_bytes();
+    sent.extend_from_slice(&tail);
+    let writer = std::thread::spawn(move || {
+        let mut peer = peer;
+        peer.write_all(&sent).expect("peer writes");
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let (got_lines, rest) = ev
+        .block_on(within(async move {
+            let mut framed = Framed::new(stream, LinesCodec::lf(1024));
+            let mut got_lines = Vec::new();
+            while got_lines.len() < 1000 {
+                let line = framed.next().await.expect("a line").expect("line");
+                got_lines.push(String::from_utf8(line.to_vec()).unwrap() + "\n");
+            }
+            let mut stream = framed.into_inner();
+            let mut rest = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = stream.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                rest.extend_from_slice(&buf[..n]);
+            }
+            (got_lines, rest)
+        }))
+        .expect("block_on");
+    writer.join().unwrap();
+    assert_eq!(got_lines, lines);
+    assert_same("the tail after the codec", &rest, &tail);
+}
