@@ -69,6 +69,17 @@ pub(super) const DIRECT_READ: u32 = 1 << 8;
 
 const UNREGISTERED: u64 = u64::MAX;
 
+/// Whether reads may go straight from the kernel ([`DIRECT_READ`]): only
+/// when no callback and no read timeout or deadline must see every byte
+/// arrive through the loop.
+pub(super) fn direct_read_allowed(
+    has_callbacks: bool,
+    read_timeout: Option<Duration>,
+    config: &Config,
+) -> bool {
+    !has_callbacks && read_timeout.is_none() && config.read_deadline.is_none()
+}
+
 /// What made the connection: the name it was asked for, or the server
 /// that accepted it.
 #[derive(Default)]
@@ -150,10 +161,7 @@ impl Conn {
         if callbacks.write.is_some() {
             flags |= HAS_WRITE_CB;
         }
-        if !callbacks.keep_alive()
-            && config.read_timeout.is_none()
-            && config.read_deadline.is_none()
-        {
+        if direct_read_allowed(callbacks.keep_alive(), config.read_timeout, &config) {
             flags |= DIRECT_READ;
         }
         let cold = OnceLock::new();

@@ -251,10 +251,8 @@ impl Socket {
         }
         // A read timeout must see every byte arrive (direct reads bypass
         // the loop's count); without one, reads may go direct again.
-        let direct = read.is_none()
-            && self.conn.config.read_deadline.is_none()
-            && !self.conn.flag(EXPLICIT_LIFETIME);
-        if direct {
+        let has_callbacks = self.conn.flag(EXPLICIT_LIFETIME);
+        if super::conn::direct_read_allowed(has_callbacks, read, &self.conn.config) {
             self.conn.set_flag(super::conn::DIRECT_READ);
         } else {
             self.conn.clear_flag(super::conn::DIRECT_READ);

@@ -206,7 +206,6 @@ impl Conn {
     /// connection with, so it reaches every reader and `event_cb`).
     fn read_direct(&self, input: &mut Input, dst: &mut [u8]) -> Option<usize> {
         let eligible = input.direct_worth_trying
-            && input.direct.is_some()
             && self.flag(DIRECT_READ)
             && !self.flag(USER_PAUSED)
             && !self.flag(CLOSED)
