@@ -402,3 +402,41 @@ fn a_waiting_server_closes_cleanly() {
     server.pause_accepting();
     assert!(server.is_closed());
 }
+
+/// `connection_count` counts connections, not the slot the acceptor
+/// reserves for each `accept` it tries (the one that finds the backlog
+/// empty takes a slot for a moment too). One client at a time, a thread
+/// sampling the count without pause must never see more than one.
+#[test]
+fn the_count_never_includes_an_accept_under_way() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let lt = LoopThread::start();
+    let options = ServerOptions::new().max_connections(4).connection(echo());
+    let server = TcpServer::bind(&lt.handle, "127.0.0.1:0", options).unwrap();
+    let (stop, highest) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let sampler = {
+        let (server, stop, highest) = (server.clone(), stop.clone(), highest.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                highest.fetch_max(server.connection_count(), Ordering::Relaxed);
+            }
+        })
+    };
+    for round in 0..300u32 {
+        let mut client = std_connect(server.local_addr());
+        client.write_all(&[round as u8]).unwrap();
+        let mut echo = [0u8; 1];
+        client.read_exact(&mut echo).unwrap();
+        drop(client);
+        wait_until("the connection released", || server.connection_count() == 0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(highest.load(Ordering::Relaxed), 1, "highest count seen");
+    server.close();
+}

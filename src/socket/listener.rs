@@ -69,6 +69,11 @@ pub(crate) struct Gate {
     /// Slots held: open connections, plus a reservation for an `accept`
     /// under way.
     open: AtomicUsize,
+    /// Connections taken from the kernel and not yet released: what
+    /// `connection_count` reports. Kept apart from `open` because a
+    /// reservation for an `accept` that finds nothing (a loop woken by a
+    /// release elsewhere in a group) is not a connection.
+    connections: AtomicUsize,
     /// Paused by hand.
     paused: AtomicBool,
     /// Some acceptor stopped at the limit and waits for a release to wake
@@ -88,6 +93,7 @@ impl Gate {
         Arc::new(Gate {
             max: max.unwrap_or(usize::MAX),
             open: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             acceptors: Mutex::new(Vec::new()),
@@ -118,6 +124,18 @@ impl Gate {
         self.stalled.store(true, Ordering::SeqCst);
         // A slot released between the first look and the flag woke nobody.
         self.try_acquire()
+    }
+
+    /// A reserved slot now holds a connection taken from the kernel.
+    fn connection_accepted(&self) {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A connection accepted through this gate was released: its slot is
+    /// free.
+    fn release_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::SeqCst);
+        self.release();
     }
 
     /// Gives a slot back: a connection was released, or an `accept` took
@@ -155,9 +173,10 @@ impl Gate {
         self.paused.load(Ordering::SeqCst)
     }
 
-    /// Open connections (and an `accept` possibly under way).
+    /// Connections accepted and not yet released (not counting a slot
+    /// reserved for an `accept` under way).
     pub(crate) fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub(crate) fn max(&self) -> Option<usize> {
@@ -258,7 +277,7 @@ impl ListenerShared {
     /// A connection this server accepted released its socket: its slot is
     /// free.
     pub(super) fn connection_released(&self) {
-        self.gate.release();
+        self.gate.release_connection();
     }
 
     /// Asks the acceptor to look at the listening socket again.
@@ -483,7 +502,10 @@ impl Acceptor {
                         return;
                     }
                     match self.registration.source().accept() {
-                        Ok(accepted) => accepted,
+                        Ok(accepted) => {
+                            gate.connection_accepted();
+                            accepted
+                        }
                         Err(err) => {
                             gate.release();
                             if self.accept_failed(core, id, err) {
@@ -556,7 +578,7 @@ impl Drop for Acceptor {
     fn drop(&mut self) {
         // A connection held through a pause is closed with the server.
         if self.held.take().is_some() {
-            self.shared.gate.release();
+            self.shared.gate.release_connection();
         }
     }
 }
