@@ -569,4 +569,57 @@ mod tests {
         assert_send_sync::<Socket>();
         assert_send_sync::<LoopHandle>();
     }
+
+    /// A connection to a listener on loopback, made on `ev` with `options`.
+    fn connect(ev: &mut crate::EventLoop, options: crate::TcpOptions) -> crate::AsyncIoStream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = ev.handle();
+        let stream = ev
+            .block_on(crate::AsyncIoStream::connect_on(&handle, addr, options))
+            .expect("block_on")
+            .expect("connect_on");
+        // The peer's end is not needed: only the flags are looked at.
+        drop(listener.accept().unwrap());
+        stream
+    }
+
+    /// Rule 9 and direct reads: a read timeout counts progress the loop
+    /// sees, so while one is set, reads must not go straight from the
+    /// kernel; clearing it lets them again, unless a read deadline (which
+    /// `set_timeouts` does not touch) or callbacks still forbid them.
+    #[test]
+    fn set_timeouts_turns_direct_reads_off_and_back_on() {
+        use super::super::conn::DIRECT_READ;
+        let second = Duration::from_secs(1);
+        let mut ev = crate::EventLoop::new().unwrap();
+
+        let plain = connect(&mut ev, crate::TcpOptions::new());
+        let conn = &plain.socket().conn;
+        assert!(conn.flag(DIRECT_READ), "no timeouts, no callbacks");
+        plain.socket().set_timeouts(Some(second), None);
+        assert!(!conn.flag(DIRECT_READ), "a read timeout was set");
+        plain.socket().set_timeouts(None, Some(second));
+        assert!(conn.flag(DIRECT_READ), "only a write timeout is left");
+        plain.socket().set_timeouts(Some(Duration::MAX), None);
+        assert!(!conn.flag(DIRECT_READ), "a read timeout of Duration::MAX");
+        plain.socket().set_timeouts(None, None);
+        assert!(conn.flag(DIRECT_READ), "every timeout cleared");
+
+        let timed = connect(&mut ev, crate::TcpOptions::new().read_timeout(second));
+        assert!(
+            !timed.socket().conn.flag(DIRECT_READ),
+            "read timeout option"
+        );
+        timed.socket().set_timeouts(None, None);
+        assert!(timed.socket().conn.flag(DIRECT_READ), "its timeout cleared");
+
+        let deadline = connect(&mut ev, crate::TcpOptions::new().read_deadline(second));
+        assert!(!deadline.socket().conn.flag(DIRECT_READ), "read deadline");
+        deadline.socket().set_timeouts(None, None);
+        assert!(
+            !deadline.socket().conn.flag(DIRECT_READ),
+            "clearing the timeouts leaves the read deadline in force"
+        );
+    }
 }
