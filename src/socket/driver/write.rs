@@ -62,10 +62,17 @@ impl Driver {
                 out.timed_out = false;
             }
             if error.is_none() && after == 0 && out.state == WriteState::ShutdownQueued {
-                match stream.shutdown(Shutdown::Write) {
-                    Ok(()) => {}
-                    Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
-                    Err(err) => error = Some(Error::from(err)),
+                // Closing after the peer's FIN: the release follows at once
+                // and its close(2) sends our FIN (the receive queue is
+                // empty past the end, so it is a FIN, not a reset), which
+                // spares a system call per connection.
+                let released_next = self.closing && self.eof;
+                if !released_next {
+                    match stream.shutdown(Shutdown::Write) {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
+                        Err(err) => error = Some(Error::from(err)),
+                    }
                 }
                 out.state = WriteState::Shutdown;
                 changed = true;
