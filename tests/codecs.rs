@@ -1705,3 +1705,97 @@ fn interop_asynchronous_codec() {
     });
     server.close();
 }
+
+/// Rule 12 where codecs meet on one connection: what a codec holds counts
+/// as buffered input exactly, whether it is the connection's first holder
+/// (which keeps its count apart), a second one alive at the same time, or
+/// one made after another was taken apart with `into_inner`.
+#[test]
+fn codecs_one_after_another_and_side_by_side_count_exactly() {
+    let lt = LoopThread::start();
+    let (stream, mut peer) = connect_stream(&lt.handle, TcpOptions::new());
+    let socket = stream.socket().clone();
+    let buffered_is = |n: usize| {
+        common::wait_until(&format!("{n} bytes buffered"), || {
+            socket.input_buffer_len() == n
+        })
+    };
+
+    // The first codec; it keeps "tw" of an unfinished line.
+    let mut first = Framed::new(stream, LinesCodec::lf(64));
+    common::write_all(&mut peer, b"one\ntw");
+    assert_eq!(block_on(first.next()).unwrap().unwrap(), &b"one"[..]);
+    buffered_is(2);
+
+    // Taken apart: the bytes go back to the connection, still counted once.
+    let stream = first.into_inner();
+    buffered_is(2);
+
+    // A second codec on the same stream gets them first.
+    let mut second = Framed::new(stream, LinesCodec::lf(64));
+    common::write_all(&mut peer, b"o\nthree");
+    assert_eq!(block_on(second.next()).unwrap().unwrap(), &b"two"[..]);
+    buffered_is(5);
+
+    // A third codec alive beside the second, on another handle to the same
+    // socket: it takes what the second left once that one gives it back.
+    let mut third = Framed::new(AsyncIoStream::new(socket.clone()), LinesCodec::lf(64));
+    let second_stream = second.into_inner();
+    common::write_all(&mut peer, b"\nfour\nfi");
+    assert_eq!(block_on(third.next()).unwrap().unwrap(), &b"three"[..]);
+    assert_eq!(block_on(third.next()).unwrap().unwrap(), &b"four"[..]);
+    buffered_is(2);
+    // And a fourth beside it, made while the third still holds "fi".
+    let mut fourth = Framed::new(second_stream, LinesCodec::lf(64));
+    drop(third);
+    buffered_is(2);
+    common::write_all(&mut peer, b"ve\nsix");
+    assert_eq!(block_on(fourth.next()).unwrap().unwrap(), &b"five"[..]);
+    buffered_is(3);
+    drop(fourth);
+    buffered_is(3);
+    peer.shutdown(Shutdown::Write).unwrap();
+    let mut last = Framed::new(AsyncIoStream::new(socket.clone()), LinesCodec::lf(64));
+    assert_eq!(block_on(last.next()).unwrap().unwrap(), &b"six"[..]);
+    assert!(block_on(last.next()).is_none());
+    buffered_is(0);
+}
+
+/// Rule 4 through a codec: with a read high watermark far below what the
+/// peer sends, the loop stops reading again and again while the codec
+/// holds a full input, and each time the frames the codec consumes must
+/// let it read on. Every line arrives, in order (a lost resume would stall
+/// the read and fail the bounded wait), and the input stays bounded.
+#[test]
+fn a_codec_reading_past_many_read_suspensions_gets_every_line() {
+    const LINES: usize = 40_000;
+    let lt = LoopThread::start();
+    let options = TcpOptions::new()
+        .read_watermarks(0, 4 * 1024)
+        .read_chunk_size(1024)
+        .max_buffer_size(16 * 1024);
+    let (stream, mut peer) = connect_stream(&lt.handle, options);
+    let socket = stream.socket().clone();
+    let sender = thread::spawn(move || {
+        let mut data = Vec::new();
+        for n in 0..LINES {
+            data.extend_from_slice(format!("line {n:08}\n").as_bytes());
+        }
+        common::write_all(&mut peer, &data);
+        peer.shutdown(Shutdown::Write).unwrap();
+        peer
+    });
+    let mut framed = Framed::new(stream, LinesCodec::lf(64));
+    let mut highest = 0;
+    for n in 0..LINES {
+        let line = block_on(framed.next()).expect("a line").expect("no error");
+        assert_eq!(line, format!("line {n:08}").as_bytes(), "line {n}");
+        highest = highest.max(socket.input_buffer_len());
+    }
+    assert!(
+        block_on(framed.next()).is_none(),
+        "the end after the last line"
+    );
+    assert!(highest <= 16 * 1024, "{highest} bytes buffered at most");
+    drop(sender.join().unwrap());
+}

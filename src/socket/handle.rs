@@ -105,7 +105,11 @@ impl Eq for Socket {}
 
 impl Socket {
     pub(super) fn from_conn(conn: Arc<Conn>) -> Socket {
-        conn.handles.fetch_add(1, Ordering::AcqRel);
+        if conn.handles.fetch_add(1, Ordering::AcqRel) == u32::MAX {
+            // Four billion handles to one connection: the count would wrap
+            // and close it under its users (what `Arc` does at its limit).
+            std::process::abort();
+        }
         Socket { conn }
     }
 
@@ -326,7 +330,7 @@ impl Socket {
     /// chunk lent by `poll_fill_buf`, a codec's incomplete frame).
     pub fn input_buffer_len(&self) -> usize {
         let conn = &self.conn;
-        lock(&conn.input).buf.len() + conn.held.load(Ordering::Acquire)
+        lock(&conn.input).buf.len() + conn.held_total()
     }
 
     /// How many bytes wait in the output buffer for the kernel.

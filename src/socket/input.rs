@@ -176,7 +176,7 @@ impl Conn {
     pub(super) fn read_room(&self, input: &Input) -> usize {
         let max = self.config.max_buffer_size;
         let soft = self.config.input_limit().max(input.wanted.min(max));
-        let hard = max.saturating_sub(self.held.load(Ordering::Acquire));
+        let hard = max.saturating_sub(self.held_total());
         soft.min(hard).saturating_sub(input.buf.len())
     }
 
@@ -216,7 +216,7 @@ impl Conn {
             && input.readers == 0
             && input.error.get().is_none()
             && (input.direct_since_pass as usize) < READ_BUDGET
-            && self.held.load(Ordering::Acquire) == 0
+            && self.held_total() == 0
             && self.handle.is_loop_thread();
         if !eligible {
             return None;
@@ -394,8 +394,10 @@ impl Socket {
     /// A holder for bytes a reader works on out of the lock; see
     /// [`HeldInput`].
     pub(crate) fn hold_input(&self) -> HeldInput {
+        let conn = self.conn();
         HeldInput {
-            conn: self.conn().clone(),
+            solo: conn.claim_solo_holder(),
+            conn: conn.clone(),
             buf: Buffer::new(),
             counted: 0,
             waiting: false,
@@ -523,7 +525,7 @@ impl FrameRead<'_> {
             if matches!(self.kind, FrameKind::Delimiter(_)) && len >= self.max {
                 return Poll::Ready(Err(self.too_long()));
             }
-            let held = conn.held.load(Ordering::Acquire);
+            let held = conn.held_total();
             let cannot_fit = len + held >= max_buffer;
             match input.poll_more(Some(waker)) {
                 Poll::Ready(Ok(())) => Poll::Ready(match self.kind {
@@ -644,10 +646,14 @@ pub(crate) enum InputEnd {
 pub(crate) struct HeldInput {
     conn: Arc<Conn>,
     buf: Buffer,
-    /// How much of `buf` is counted in `Conn::held`.
+    /// How much of `buf` is counted as held (in `Conn::solo_held` for the
+    /// solo holder, else in `Conn::held`).
     counted: usize,
     /// Registered as a waiting reader.
     waiting: bool,
+    /// This holder claimed the connection's solo count: `Conn::solo_held`
+    /// equals `counted`, and only this holder writes it.
+    solo: bool,
 }
 
 impl HeldInput {
@@ -661,8 +667,7 @@ impl HeldInput {
             if moved > 0 {
                 input.front_epoch += 1;
                 self.buf.append(&mut input.buf);
-                conn.held.fetch_add(moved, Ordering::AcqRel);
-                self.counted += moved;
+                self.count_moved(moved);
             }
             match input.poll_more(waker) {
                 Poll::Pending => {
@@ -710,11 +715,42 @@ impl HeldInput {
         self.conn.with_input(Conn::clear_deadline);
     }
 
+    /// Counts `moved` bytes, just taken from the input buffer under its
+    /// lock, as held.
+    fn count_moved(&mut self, moved: usize) {
+        self.counted += moved;
+        if self.solo {
+            if let Ok(counted) = u32::try_from(self.counted) {
+                self.conn.solo_held.store(counted, Ordering::Release);
+                return;
+            }
+            // More than the solo count can hold (a `max_buffer_size` past
+            // 4 GiB): this holder counts in the shared total from now on.
+            self.conn.held.fetch_add(self.counted, Ordering::AcqRel);
+            self.conn.solo_held.store(0, Ordering::Release);
+            self.conn.release_solo_holder();
+            self.solo = false;
+            return;
+        }
+        self.conn.held.fetch_add(moved, Ordering::AcqRel);
+    }
+
     /// Counts what the reader took since the last call as consumed.
     pub(crate) fn sync(&mut self) {
         let consumed = self.counted.saturating_sub(self.buf.len());
-        if consumed > 0 {
-            self.counted -= consumed;
+        if consumed == 0 {
+            return;
+        }
+        self.counted -= consumed;
+        if self.solo {
+            // The only writer: a plain store, not an atomic subtraction.
+            // A loop that stopped reading at a limit just before it may
+            // miss the flag check below; it hears at the latest at this
+            // holder's next `pull`, which looks under the input lock.
+            let counted = u32::try_from(self.counted).unwrap_or(u32::MAX);
+            self.conn.solo_held.store(counted, Ordering::Release);
+            self.conn.resume_if_suspended();
+        } else {
             self.conn.release_held(consumed);
         }
     }
@@ -739,8 +775,14 @@ impl HeldInput {
         if held.is_empty() && counted == 0 && !waiting {
             return;
         }
+        let solo = self.solo;
         self.conn.with_input(|input| {
             input.unread(held);
+            if solo {
+                // With the bytes back in the buffer, under the same lock:
+                // nobody sees them counted twice.
+                self.conn.solo_held.store(0, Ordering::Release);
+            }
             if waiting {
                 input.readers -= 1;
                 if input.readers == 0 {
@@ -751,12 +793,17 @@ impl HeldInput {
                 }
             }
         });
-        self.conn.release_held(counted);
+        if !solo {
+            self.conn.release_held(counted);
+        }
     }
 }
 
 impl Drop for HeldInput {
     fn drop(&mut self) {
         self.give_back();
+        if self.solo {
+            self.conn.release_solo_holder();
+        }
     }
 }
