@@ -105,9 +105,10 @@ impl Eq for Socket {}
 
 impl Socket {
     pub(super) fn from_conn(conn: Arc<Conn>) -> Socket {
-        if conn.handles.fetch_add(1, Ordering::AcqRel) == u32::MAX {
-            // Four billion handles to one connection: the count would wrap
-            // and close it under its users (what `Arc` does at its limit).
+        if conn.handles.fetch_add(1, Ordering::AcqRel) > u32::MAX / 2 {
+            // Two billion handles to one connection: stop well before the
+            // count could wrap and close it under its users (what `Arc`
+            // does at its limit).
             std::process::abort();
         }
         Socket { conn }

@@ -744,9 +744,12 @@ impl HeldInput {
         self.counted -= consumed;
         if self.solo {
             // The only writer: a plain store, not an atomic subtraction.
-            // A loop that stopped reading at a limit just before it may
-            // miss the flag check below; it hears at the latest at this
-            // holder's next `pull`, which looks under the input lock.
+            // Without a fence, the flag check below can miss a loop that
+            // stops reading at a limit at this very moment. That loop hears
+            // at the latest at this holder's next `pull` (or `give_back`),
+            // which checks for room under the input lock. Until then it
+            // reads nothing, which only matters to a second reader waiting
+            // on the same connection meanwhile.
             let counted = u32::try_from(self.counted).unwrap_or(u32::MAX);
             self.conn.solo_held.store(counted, Ordering::Release);
             self.conn.resume_if_suspended();
