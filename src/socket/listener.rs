@@ -175,7 +175,7 @@ impl Gate {
 
     /// Connections accepted and not yet released (not counting a slot
     /// reserved for an `accept` under way).
-    pub(crate) fn open(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 

@@ -513,7 +513,7 @@ impl TcpServer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn connection_count(&self) -> usize {
-        self.shared.gate().open()
+        self.shared.gate().connections()
     }
 
     /// The connection limit set with [`ServerOptions::max_connections`],
@@ -798,7 +798,7 @@ impl UnixServer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn connection_count(&self) -> usize {
-        self.shared.gate().open()
+        self.shared.gate().connections()
     }
 
     /// The connection limit set with [`ServerOptions::max_connections`],
